@@ -1,0 +1,17 @@
+"""Models: plain ``nn.Module`` classes and a timm-style registry of short builders.
+
+Every registered model sets ``example_input_size`` (the shape of one input sample, without the
+batch dimension) so generic tests and tools can build a valid input for it.
+
+Example:
+    >>> from lightning_sparse.models import create_model
+    >>> model = create_model("small_cnn", in_channels=1, num_classes=10, width=8)
+"""
+
+from lightning_sparse.models import mlp, resnet_cifar, small_cnn  # noqa: F401  (register builders)
+from lightning_sparse.models._registry import create_model, list_models, register_model
+from lightning_sparse.models.mlp import MLP
+from lightning_sparse.models.resnet_cifar import ResNetCIFAR
+from lightning_sparse.models.small_cnn import SmallCNN
+
+__all__ = ["MLP", "ResNetCIFAR", "SmallCNN", "create_model", "list_models", "register_model"]
