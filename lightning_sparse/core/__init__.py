@@ -1,0 +1,50 @@
+"""The torch-only sparse core: targets, distributions, criteria, topology, schedules, optimizer state.
+
+Never imports Lightning; every algorithm is a plain function tested on its own.
+"""
+
+from lightning_sparse.core.criteria import (
+    GROW_CRITERIA,
+    PRUNE_CRITERIA,
+    gradient_score,
+    magnitude_score,
+    mest_score,
+    random_score,
+    set_prune_score,
+)
+from lightning_sparse.core.distributions import DISTRIBUTIONS, density_counts, layer_densities, mapped_densities, raw_scale
+from lightning_sparse.core.masks import density, mask_checksum, pack_mask, unpack_mask
+from lightning_sparse.core.optim_state import reset_optimizer_state
+from lightning_sparse.core.schedules import SCHEDULES, Schedule, schedule_value
+from lightning_sparse.core.targets import GRANULARITIES, SparseTarget, find_targets
+from lightning_sparse.core.topology import drop_lowest, global_keep_counts, grow_highest, prune_and_grow, select_topk
+
+__all__ = [
+    "DISTRIBUTIONS",
+    "GRANULARITIES",
+    "GROW_CRITERIA",
+    "PRUNE_CRITERIA",
+    "SCHEDULES",
+    "Schedule",
+    "SparseTarget",
+    "density",
+    "density_counts",
+    "drop_lowest",
+    "find_targets",
+    "global_keep_counts",
+    "gradient_score",
+    "grow_highest",
+    "layer_densities",
+    "magnitude_score",
+    "mapped_densities",
+    "mask_checksum",
+    "mest_score",
+    "pack_mask",
+    "prune_and_grow",
+    "random_score",
+    "reset_optimizer_state",
+    "schedule_value",
+    "select_topk",
+    "set_prune_score",
+    "unpack_mask",
+]

@@ -1,0 +1,186 @@
+"""Which parameters are sparse: include/exclude globs, granularity and allowed regions.
+
+A :class:`SparseTarget` describes one sparsified parameter. Masks are kept at the target's *unit*
+granularity (``unit_shape``): one bit per element, or one bit per ``(out, in)`` kernel of a
+convolution (the kernel-level masks of E2ENet, Wu et al. 2023, arXiv:2312.04727). An optional
+``allowed`` region (DSN's constrained receptive fields, Xiao et al. 2024, arXiv:2305.18382)
+restricts where units may ever be active.
+
+Torch only: this module never imports Lightning.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+GRANULARITIES = ("element", "kernel")
+DEFAULT_MODULE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.modules.conv._ConvNd)
+
+
+@dataclass(frozen=True)
+class SparseTarget:
+    """One sparsified parameter.
+
+    Attributes:
+        name: qualified parameter name, as in ``module.named_parameters()``.
+        shape: shape of the parameter.
+        unit_shape: shape of its mask (``shape`` for ``element``, ``shape[:2]`` for ``kernel``).
+        allowed: bool tensor of ``unit_shape`` where units may be active, or ``None`` for all.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    unit_shape: tuple[int, ...]
+    allowed: Tensor | None = None
+
+    @property
+    def numel(self) -> int:
+        """Number of elements of the parameter."""
+        return int(torch.Size(self.shape).numel())
+
+    @property
+    def num_units(self) -> int:
+        """Number of mask units."""
+        return int(torch.Size(self.unit_shape).numel())
+
+    @property
+    def unit_size(self) -> int:
+        """Elements covered by one mask unit (1 for ``element``, kernel volume for ``kernel``)."""
+        return self.numel // self.num_units
+
+    @property
+    def capacity(self) -> int:
+        """Largest number of units that may be active (the allowed region's size)."""
+        return self.num_units if self.allowed is None else int(self.allowed.sum())
+
+    def expand(self, unit_mask: Tensor) -> Tensor:
+        """Broadcast a unit-level mask to the parameter's shape."""
+        if self.unit_shape == self.shape:
+            return unit_mask
+        extra = len(self.shape) - len(self.unit_shape)
+        return unit_mask.reshape(*self.unit_shape, *([1] * extra)).expand(self.shape)
+
+    def reduce(self, score: Tensor) -> Tensor:
+        """Sum a parameter-shaped score over each unit (identity for ``element``)."""
+        if self.unit_shape == self.shape:
+            return score
+        return score.flatten(len(self.unit_shape)).sum(-1)
+
+
+def _unit_shape(shape: tuple[int, ...], granularity: str) -> tuple[int, ...]:
+    if granularity == "kernel" and len(shape) >= 3:
+        return shape[:2]
+    return shape
+
+
+def find_targets(
+    module: nn.Module,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    granularity: str = "element",
+    allowed_regions: Mapping[str, Tensor] | None = None,
+    module_types: tuple[type[nn.Module], ...] = DEFAULT_MODULE_TYPES,
+) -> list[SparseTarget]:
+    """Resolve which parameters of ``module`` are sparsified.
+
+    By default the ``weight`` of every ``nn.Linear`` and ``nn.ConvNd`` (1d/2d/3d, transposed
+    too); biases, norms and embeddings stay dense unless an ``include`` glob names them.
+
+    Args:
+        module: the model.
+        include: ``fnmatch`` globs on qualified parameter names; when given, exactly the matching
+            parameters are sparse (each glob must match at least one parameter).
+        exclude: globs removed from the selection (e.g. ``["*fc.weight"]`` for a dense head).
+        granularity: ``"element"`` or ``"kernel"`` (one mask bit per (out, in) conv kernel).
+        allowed_regions: qualified name -> bool tensor (parameter or unit shape) of positions
+            that may be active.
+        module_types: module classes whose ``weight`` is sparse by default.
+
+    Returns:
+        The targets, in ``named_parameters`` order.
+
+    Raises:
+        ValueError: unknown granularity, an include glob that matches nothing, no sparsifiable
+            parameter, or an allowed region with a wrong name, shape, dtype or no allowed unit.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 10))
+        >>> [t.name for t in find_targets(net, include=["0.*"])]
+        ['0.weight', '0.bias']
+    """
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"`granularity` must be one of {GRANULARITIES}, got {granularity!r}.")
+    params = dict(module.named_parameters())
+    if include is not None:
+        if isinstance(include, str):
+            raise ValueError(f"`include` must be a list of glob patterns, got the string {include!r}.")
+        selected: set[str] = set()
+        for pattern in include:
+            hits = {n for n in params if fnmatch.fnmatchcase(n, pattern)}
+            if not hits:
+                raise ValueError(
+                    f"`include` pattern {pattern!r} matches no parameter. "
+                    f"Parameter names look like: {_preview(params)}."
+                )
+            selected |= hits
+    else:
+        selected = set()
+        for mod_name, mod in module.named_modules():
+            weight = getattr(mod, "weight", None)
+            if isinstance(mod, module_types) and isinstance(weight, nn.Parameter):
+                selected.add(f"{mod_name}.weight" if mod_name else "weight")
+        selected &= set(params)
+    for pattern in exclude or ():
+        hits = {n for n in selected if fnmatch.fnmatchcase(n, pattern)}
+        if not hits:
+            warnings.warn(f"`exclude` pattern {pattern!r} matches no sparsified parameter.", stacklevel=2)
+        selected -= hits
+    if not selected:
+        raise ValueError(
+            f"{type(module).__name__} has no sparsifiable parameter (include={include}, exclude={exclude}); "
+            f"by default the weights of {[t.__name__ for t in module_types]} are sparsified. "
+            f"Parameters: {_preview(params)}."
+        )
+    regions = dict(allowed_regions or {})
+    unknown = set(regions) - selected
+    if unknown:
+        raise ValueError(f"`allowed_regions` names parameters that are not sparsified: {sorted(unknown)}.")
+    targets = []
+    for name, param in params.items():
+        if name not in selected:
+            continue
+        shape = tuple(param.shape)
+        unit_shape = _unit_shape(shape, granularity)
+        allowed = regions.get(name)
+        if allowed is not None:
+            allowed = _check_region(name, allowed, shape, unit_shape)
+        targets.append(SparseTarget(name, shape, unit_shape, allowed))
+    return targets
+
+
+def _check_region(name: str, region: Tensor, shape: tuple[int, ...], unit_shape: tuple[int, ...]) -> Tensor:
+    region = torch.as_tensor(region)
+    if region.dtype != torch.bool:
+        raise ValueError(f"`allowed_regions[{name!r}]` must be a bool tensor, got dtype {region.dtype}.")
+    if tuple(region.shape) == shape and shape != unit_shape:
+        # an element-level region at kernel granularity: a kernel is allowed if any element is
+        region = region.flatten(len(unit_shape)).any(-1)
+    if tuple(region.shape) != unit_shape:
+        raise ValueError(
+            f"`allowed_regions[{name!r}]` must have shape {unit_shape} (or {shape}), got {tuple(region.shape)}."
+        )
+    if not region.any():
+        raise ValueError(f"`allowed_regions[{name!r}]` allows no position.")
+    return region.detach().cpu().clone()
+
+
+def _preview(params: Mapping[str, object], limit: int = 8) -> str:
+    names = list(params)
+    more = f", ... ({len(names)} in all)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more

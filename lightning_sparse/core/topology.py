@@ -1,0 +1,99 @@
+"""Topology updates: exact-count prune and grow on bool masks.
+
+``prune_and_grow`` drops the ``k`` lowest-scoring active units and grows the ``k`` highest-scoring
+units that are inactive after the drop (so a just-dropped unit may come straight back, as in RigL,
+Evci et al. 2020, arXiv:1911.11134). Counts are exact; ties are broken by a seeded random
+permutation, so the same generator state gives the same topology on every rank.
+
+Torch only: this module never imports Lightning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+
+def select_topk(score: Tensor, k: int, generator: torch.Generator, candidates: Tensor | None = None) -> Tensor:
+    """Bool mask of the ``k`` highest-scoring candidates (ties in a seeded random order).
+
+    ``k`` is clipped to the number of candidates; NaN scores rank last.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> select_topk(torch.tensor([0.1, 0.9, 0.5, 0.7]), 2, g).tolist()
+        [False, True, False, True]
+    """
+    flat = score.detach().flatten()
+    out = torch.zeros(flat.shape, dtype=torch.bool, device=flat.device)
+    idx = candidates.flatten().nonzero().squeeze(1) if candidates is not None else torch.arange(flat.numel(), device=flat.device)
+    k = max(0, min(int(k), idx.numel()))
+    if k == 0:
+        return out.view(score.shape)
+    if k == idx.numel():
+        out[idx] = True
+        return out.view(score.shape)
+    perm = torch.randperm(idx.numel(), generator=generator).to(flat.device)
+    idx = idx[perm]
+    values = torch.nan_to_num(flat[idx].float(), nan=-float("inf"))
+    order = torch.sort(values, descending=True, stable=True).indices[:k]
+    out[idx[order]] = True
+    return out.view(score.shape)
+
+
+def drop_lowest(mask: Tensor, score: Tensor, k: int, generator: torch.Generator) -> Tensor:
+    """Deactivate the ``k`` lowest-scoring active units of ``mask`` (a new mask is returned)."""
+    n_active = int(mask.sum())
+    return select_topk(score, n_active - min(int(k), n_active), generator, candidates=mask)
+
+
+def grow_highest(
+    mask: Tensor, score: Tensor, k: int, generator: torch.Generator, allowed: Tensor | None = None
+) -> Tensor:
+    """Activate the ``k`` highest-scoring inactive (and allowed) units of ``mask``."""
+    candidates = ~mask if allowed is None else (~mask & allowed.to(mask.device))
+    return mask | select_topk(score, k, generator, candidates=candidates)
+
+
+def prune_and_grow(
+    mask: Tensor,
+    prune_score: Tensor,
+    grow_score: Tensor,
+    n_drop: int,
+    generator: torch.Generator,
+    allowed: Tensor | None = None,
+) -> Tensor:
+    """Drop ``n_drop`` active units by ``prune_score`` and grow as many by ``grow_score``.
+
+    The number of active units is unchanged unless the allowed region has no room left.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> m = torch.tensor([True, True, False, False])
+        >>> prune_and_grow(m, torch.tensor([0.1, 0.9, 0, 0]), torch.tensor([0, 0, 0.2, 0.8]), 1, g).tolist()
+        [False, True, False, True]
+    """
+    kept = drop_lowest(mask, prune_score, n_drop, generator)
+    return grow_highest(kept, grow_score, int(mask.sum()) - int(kept.sum()), generator, allowed)
+
+
+def global_keep_counts(
+    scores: Mapping[str, Tensor], masks: Mapping[str, Tensor], n_keep: int, generator: torch.Generator
+) -> dict[str, int]:
+    """How many active units each layer keeps when the ``n_keep`` highest scores over all layers
+    survive (global magnitude pruning, as in GraNet, Liu et al. 2021, arXiv:2106.10404).
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> s = {"a": torch.tensor([3.0, 1.0]), "b": torch.tensor([2.0, 0.5])}
+        >>> global_keep_counts(s, {k: torch.ones(2, dtype=torch.bool) for k in s}, 2, g)
+        {'a': 1, 'b': 1}
+    """
+    names = list(scores)
+    active = [scores[n].detach().flatten()[masks[n].flatten()].float().cpu() for n in names]
+    owner = torch.cat([torch.full((a.numel(),), i, dtype=torch.long) for i, a in enumerate(active)])
+    chosen = select_topk(torch.cat(active), n_keep, generator)
+    counts = torch.bincount(owner[chosen], minlength=len(names))
+    return {n: int(c) for n, c in zip(names, counts)}
