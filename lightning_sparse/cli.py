@@ -1,0 +1,59 @@
+"""The ``lightning-sparse`` command line: LightningCLI over every task, data module and callback.
+
+Any ``LightningModule`` / ``LightningDataModule`` subclass can be chosen by ``class_path`` in a
+YAML recipe; the package's tasks, data modules and callbacks are imported here so that their
+short class names resolve too.
+
+Usage:
+    lightning-sparse fit --config recipes/quickstart.yaml
+    lightning-sparse test --config recipes/quickstart.yaml --ckpt_path path/to/last.ckpt
+    python -m lightning_sparse fit --config recipes/quickstart.yaml --print_config
+
+Besides the LightningCLI options, every subcommand accepts ``--test_after_fit`` (default
+``false``): after ``fit`` finishes, evaluate the final weights on the test split, so a recipe can
+report a test accuracy from a single ``fit`` run.
+"""
+
+from __future__ import annotations
+
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+import lightning_sparse.callbacks  # noqa: F401  (short names for the callbacks)
+import lightning_sparse.data  # noqa: F401  (short names for the data modules)
+import lightning_sparse.tasks  # noqa: F401  (short names for the tasks)
+
+__all__ = ["SparseCLI", "main"]
+
+
+class SparseCLI(LightningCLI):
+    """``LightningCLI`` plus the ``test_after_fit`` option."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="After `fit`, run `test` on the final weights (needs a test dataloader).",
+        )
+
+    def after_fit(self) -> None:
+        if self.config_init[self.subcommand].get("test_after_fit", False):
+            self.trainer.test(self.model, datamodule=self.datamodule)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the CLI on ``args`` (``sys.argv[1:]`` when ``None``).
+
+    Args:
+        args: Command-line arguments, e.g. ``["fit", "--config", "recipes/quickstart.yaml"]``.
+    """
+    SparseCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,
+        args=args,
+    )
