@@ -1,0 +1,610 @@
+"""Dynamic Sparse Training as a Lightning callback: static, SET, RigL, MEST and GraNet.
+
+Methods (each a choice of prune score, grow score and schedules from ``lightning_sparse.core``):
+
+- ``static``: a random sparse network at the chosen layer-wise distribution, never changed
+  (the "random pruning" baseline; Liu et al. 2022, arXiv:2202.02643).
+- ``set``: SET, Mocanu et al. 2018, "Scalable training of artificial neural networks with adaptive
+  sparse connectivity inspired by network science", arXiv:1707.04780. Drop the smallest positive
+  and largest negative weights (30%), regrow at random; updates until the end of training.
+- ``rigl``: RigL, Evci et al. 2020, "Rigging the Lottery: Making All Tickets Winners",
+  arXiv:1911.11134. Drop by magnitude, grow by the dense gradient's magnitude; drop fraction 0.3
+  cosine-decayed to 0; updates stop at 75% of training.
+- ``mest``: MEST, Yuan et al. 2021, "MEST: Accurate and Fast Memory-Economic Sparse Training
+  Framework on the Edge", arXiv:2110.14032. Drop by ``|w| + lambda |g|``, regrow at random.
+- ``granet``: GraNet, Liu et al. 2021, "Sparse Training via Boosting Pruning Plasticity with
+  Neuroregeneration", arXiv:2106.10404. Gradual (cubic) global magnitude pruning from
+  ``initial_sparsity`` to ``sparsity`` until ``prune_end_step``; at every update it also drops a
+  (cosine-decayed, 0.5) fraction by magnitude and regrows as many by gradient.
+
+The contract (``docs/dst.md``): parameters hold exact zeros outside their masks after every
+optimizer step; counts are exact; grown weights start at zero; every parameter-shaped optimizer
+state is reset at changed positions; updates are counted in optimizer steps
+(``trainer.global_step``), so gradient accumulation does not move them; an update is skipped when
+the step's gradients are not finite (mixed precision); masks are identical on every DDP rank
+(seeded generator, all-reduced gradients, checksum); the callback's ``state_dict`` makes resuming
+exact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor
+from typing_extensions import override
+
+from lightning_sparse.core import (
+    DISTRIBUTIONS,
+    GRANULARITIES,
+    GROW_CRITERIA,
+    SCHEDULES,
+    Schedule,
+    SparseTarget,
+    density_counts,
+    drop_lowest,
+    find_targets,
+    global_keep_counts,
+    gradient_score,
+    layer_densities,
+    magnitude_score,
+    mapped_densities,
+    mask_checksum,
+    mest_score,
+    pack_mask,
+    prune_and_grow,
+    random_score,
+    reset_optimizer_state,
+    select_topk,
+    set_prune_score,
+    unpack_mask,
+)
+from lightning_sparse.callbacks._summary import render_sparsity_table
+
+METHODS = ("static", "set", "rigl", "mest", "granet")
+PRUNE_SCOPES = ("layer", "global")
+
+# prune score, grow score, drop fraction, drop schedule, stop (fraction of training)
+_DEFAULTS: dict[str, tuple[str | None, str | None, float, str, float]] = {
+    "static": (None, None, 0.0, "constant", 0.0),
+    "set": ("set", "random", 0.3, "constant", 1.0),
+    "rigl": ("magnitude", "gradient", 0.3, "cosine", 0.75),
+    "mest": ("mest", "random", 0.3, "cosine", 0.75),
+    "granet": ("magnitude", "gradient", 0.5, "cosine", 0.75),
+}
+
+
+class DynamicSparseTraining(Callback):
+    """Train any LightningModule with a sparse, evolving topology.
+
+    Args:
+        method: ``"static"``, ``"set"``, ``"rigl"``, ``"mest"`` or ``"granet"``.
+        sparsity: target share of zeros over the sparsified parameters, in ``[0, 1)``.
+        distribution: ``"uniform"``, ``"er"``, ``"erk"``, or a mapping ``{name or glob: sparsity}``.
+        update_interval: optimizer steps between topology updates (>= 1).
+        drop_fraction: share of each layer's active weights replaced per update (method default).
+        drop_schedule: decay of the drop fraction: ``"constant"``, ``"linear"``, ``"cosine"`` or
+            ``"cubic"`` (method default).
+        start_step: first optimizer step at which updates may happen.
+        stop_step: last step for updates: an int (optimizer steps) or a float in ``(0, 1]`` (share
+            of ``trainer.estimated_stepping_batches``); method default.
+        grow: override the grow score: ``"random"``, ``"gradient"`` or ``"momentum"``.
+        include: globs of parameter names to sparsify (default: Linear and ConvNd weights).
+        exclude: globs of parameter names to keep dense.
+        granularity: ``"element"`` or ``"kernel"`` (one bit per conv kernel).
+        allowed_regions: name -> bool tensor of positions that may ever be active.
+        initial_sparsity: GraNet's starting sparsity (default 0.5 if ``sparsity > 0.5`` else 0).
+        prune_end_step: GraNet's end of gradual pruning (int steps or float share; default 0.5).
+        prune_scope: GraNet's gradual pruning, ``"global"`` (default, as the paper) or ``"layer"``.
+        mest_lambda: MEST's gradient weight ``lambda``.
+        momentum_beta: decay of the gradient moving average used by ``grow="momentum"``.
+        erk_power_scale: exponent on the ER/ERK scale (RigL's ``erk_power_scale``).
+        seed: seed of the callback's own generator (masks, random growth, ties).
+        log_per_layer: also log ``sparsity/layer/<name>`` at each update.
+        summary: show a per-layer sparsity table at the end of training (rank zero).
+        verify_ddp: compare a mask checksum across ranks after every update.
+
+    Raises:
+        ValueError: on any invalid argument (here) or model-dependent problem (in ``setup``).
+
+    Example:
+        >>> dst = DynamicSparseTraining(method="set", sparsity=0.5, distribution="uniform")
+        >>> dst.drop_fraction, dst.drop_schedule
+        (0.3, 'constant')
+    """
+
+    def __init__(
+        self,
+        method: str = "rigl",
+        sparsity: float = 0.9,
+        distribution: str | dict[str, float] = "erk",
+        update_interval: int = 100,
+        drop_fraction: float | None = None,
+        drop_schedule: str | None = None,
+        start_step: int = 0,
+        stop_step: int | float | None = None,
+        grow: str | None = None,
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+        granularity: str = "element",
+        allowed_regions: dict[str, Tensor] | None = None,
+        initial_sparsity: float | None = None,
+        prune_end_step: int | float | None = None,
+        prune_scope: str = "global",
+        mest_lambda: float = 1.0,
+        momentum_beta: float = 0.9,
+        erk_power_scale: float = 1.0,
+        seed: int = 0,
+        log_per_layer: bool = True,
+        summary: bool = True,
+        verify_ddp: bool = True,
+    ) -> None:
+        super().__init__()
+        _choice("method", method, METHODS)
+        if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 <= sparsity < 1.0:
+            raise ValueError(f"`sparsity` must be a number in [0, 1), got {sparsity!r}.")
+        if isinstance(distribution, str):
+            _choice("distribution", distribution, DISTRIBUTIONS, extra=" or a mapping {name or glob: sparsity}")
+        elif not isinstance(distribution, Mapping) or not distribution:
+            raise ValueError(
+                f"`distribution` must be one of {DISTRIBUTIONS} or a non-empty mapping, got {distribution!r}."
+            )
+        if isinstance(update_interval, bool) or not isinstance(update_interval, int) or update_interval < 1:
+            raise ValueError(f"`update_interval` must be an integer >= 1, got {update_interval!r}.")
+        prune, grow_default, drop_default, schedule_default, stop_default = _DEFAULTS[method]
+        if drop_fraction is not None and not 0.0 <= drop_fraction <= 1.0:
+            raise ValueError(f"`drop_fraction` must be in [0, 1], got {drop_fraction!r}.")
+        if drop_schedule is not None:
+            _choice("drop_schedule", drop_schedule, SCHEDULES)
+        if grow is not None:
+            _choice("grow", grow, GROW_CRITERIA)
+        _choice("granularity", granularity, GRANULARITIES)
+        _choice("prune_scope", prune_scope, PRUNE_SCOPES)
+        if not isinstance(start_step, int) or start_step < 0:
+            raise ValueError(f"`start_step` must be an integer >= 0, got {start_step!r}.")
+        _check_step("stop_step", stop_step)
+        _check_step("prune_end_step", prune_end_step)
+        if initial_sparsity is None:
+            initial_sparsity = 0.5 if method == "granet" and sparsity > 0.5 else (0.0 if method == "granet" else sparsity)
+        if not 0.0 <= initial_sparsity <= sparsity:
+            raise ValueError(f"`initial_sparsity` must be in [0, sparsity={sparsity}], got {initial_sparsity!r}.")
+        if mest_lambda < 0:
+            raise ValueError(f"`mest_lambda` must be >= 0, got {mest_lambda!r}.")
+        if not 0.0 <= momentum_beta < 1.0:
+            raise ValueError(f"`momentum_beta` must be in [0, 1), got {momentum_beta!r}.")
+
+        self.method = method
+        self.sparsity = float(sparsity)
+        self.distribution = distribution if isinstance(distribution, str) else dict(distribution)
+        self.update_interval = update_interval
+        self.prune_criterion = prune
+        self.grow_criterion = grow or grow_default
+        self.drop_fraction = float(drop_default if drop_fraction is None else drop_fraction)
+        self.drop_schedule = drop_schedule or schedule_default
+        self.start_step = start_step
+        self.stop_step = stop_default if stop_step is None else stop_step
+        self.include = list(include) if include is not None else None
+        self.exclude = list(exclude) if exclude is not None else None
+        self.granularity = granularity
+        self.allowed_regions = allowed_regions
+        self.initial_sparsity = float(initial_sparsity)
+        self.prune_end_step = 0.5 if prune_end_step is None else prune_end_step
+        self.prune_scope = prune_scope
+        self.mest_lambda = float(mest_lambda)
+        self.momentum_beta = float(momentum_beta)
+        self.erk_power_scale = float(erk_power_scale)
+        self.seed = int(seed)
+        self.log_per_layer = log_per_layer
+        self.summary = summary
+        self.verify_ddp = verify_ddp
+
+        self._targets: dict[str, SparseTarget] = {}
+        self._params: dict[str, Tensor] = {}
+        self._final_counts: dict[str, int] = {}
+        self._target_densities: dict[str, float] = {}
+        self._initial_densities: dict[str, float] = {}
+        self._masks: dict[str, Tensor] | None = None  # unit-level bool masks, on the parameter's device
+        self._full: dict[str, Tensor] = {}  # parameter-shaped views of the masks
+        self._ever: dict[str, Tensor] = {}
+        self._momentum: dict[str, Tensor] = {}
+        self._generator = torch.Generator().manual_seed(self.seed)
+        self._last_update_step = -1
+        self._num_updates = 0
+        self._skipped_updates = 0
+        self._loaded: dict[str, Any] | None = None
+        self._hooks: list[Any] = []
+        self._opt_names: dict[int, list[str]] = {}
+        self._pending_log: dict[str, float] = {}
+        self._drop: Schedule | None = None
+        self._prune: Schedule | None = None
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(include=self.include, exclude=self.exclude)
+
+    # ------------------------------------------------------------------ public views
+    @property
+    def masks(self) -> dict[str, Tensor]:
+        """Qualified parameter name -> bool mask of the parameter's shape."""
+        if self._masks is None:
+            return {}
+        return {n: self._targets[n].expand(m).contiguous() for n, m in self._masks.items()}
+
+    @property
+    def densities(self) -> dict[str, float]:
+        """Realised density per sparsified parameter."""
+        return {n: float(m.sum()) / m.numel() for n, m in (self._masks or {}).items()}
+
+    @property
+    def target_densities(self) -> dict[str, float]:
+        """Density per parameter that the distribution asks for at the target sparsity."""
+        return dict(self._target_densities)
+
+    @property
+    def global_density(self) -> float:
+        """Share of nonzero positions over all sparsified parameters (in elements)."""
+        if not self._masks:
+            return float("nan")
+        active = sum(int(m.sum()) * self._targets[n].unit_size for n, m in self._masks.items())
+        return active / sum(t.numel for t in self._targets.values())
+
+    @property
+    def exploration_rate(self) -> float:
+        """In-time over-parameterisation rate: share of positions ever active (Liu et al. 2021)."""
+        if not self._ever:
+            return float("nan")
+        return sum(int(m.sum()) for m in self._ever.values()) / sum(m.numel() for m in self._ever.values())
+
+    # ------------------------------------------------------------------ Lightning hooks
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        targets = find_targets(pl_module, self.include, self.exclude, self.granularity, self.allowed_regions)
+        self._targets = {t.name: t for t in targets}
+        params = dict(pl_module.named_parameters())
+        self._params = {n: params[n] for n in self._targets}
+        shapes = {n: t.shape for n, t in self._targets.items()}
+        caps = {n: t.capacity / t.num_units for n, t in self._targets.items()}
+        self._target_densities = self._densities(shapes, caps, self.sparsity)
+        self._initial_densities = (
+            self._densities(shapes, caps, self.initial_sparsity) if self.method == "granet" else self._target_densities
+        )
+        self._final_counts = self._counts(self._target_densities)
+
+    def _densities(self, shapes: dict, caps: dict, sparsity: float) -> dict[str, float]:
+        if isinstance(self.distribution, dict):
+            dens = mapped_densities(list(shapes), self.distribution)
+            return {n: min(d, caps[n]) for n, d in dens.items()}
+        return layer_densities(shapes, 1.0 - sparsity, self.distribution, caps, self.erk_power_scale)
+
+    def _counts(self, densities: Mapping[str, float]) -> dict[str, int]:
+        t = self._targets
+        return density_counts(
+            densities,
+            {n: t[n].num_units for n in t},
+            {n: t[n].unit_size for n in t},
+            {n: t[n].capacity for n in t},
+        )
+
+    @override
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        total = trainer.estimated_stepping_batches
+        stop = self._resolve_step("stop_step", self.stop_step, total)
+        self._drop = Schedule(
+            kind=self.drop_schedule,
+            initial=self.drop_fraction,
+            final=self.drop_fraction if self.drop_schedule == "constant" else 0.0,
+            start=self.start_step,
+            stop=max(stop, self.start_step),
+            interval=self.update_interval,
+        )
+        if self.method == "granet":
+            end = self._resolve_step("prune_end_step", self.prune_end_step, total)
+            self._prune = Schedule("cubic", self.initial_sparsity, self.sparsity, self.start_step, max(end, self.start_step), self.update_interval)
+        if self._loaded is not None:
+            self._restore(self._loaded)
+            self._loaded = None
+        elif self._masks is None:
+            self._init_masks()
+        self._apply_all()
+        self._register_hooks(trainer)
+        rank_zero_info(
+            f"DynamicSparseTraining[{self.method}]: {len(self._targets)} sparse parameters, "
+            f"density {self.global_density:.4f} (target {1 - self.sparsity:.4f}), updates every "
+            f"{self.update_interval} steps in ({self.start_step}, {stop})."
+        )
+
+    def _resolve_step(self, name: str, value: int | float, total: float) -> int:
+        if isinstance(value, float):
+            if not math.isfinite(total):
+                raise ValueError(
+                    f"`{name}`={value} is a share of training, but the Trainer's length is unknown; "
+                    "set `max_steps`/`max_epochs` or give an integer step."
+                )
+            return int(value * total)
+        return int(value)
+
+    def _init_masks(self) -> None:
+        counts = self._counts(self._initial_densities)
+        self._masks = {}
+        for name, target in self._targets.items():
+            device = self._params[name].device
+            score = random_score(target.unit_shape, self._generator)
+            allowed = target.allowed
+            mask = select_topk(score, counts[name], self._generator, candidates=allowed)
+            self._masks[name] = mask.to(device)
+        self._ever = {n: m.clone() for n, m in self._masks.items()}
+        self._refresh_full()
+
+    def _refresh_full(self) -> None:
+        self._full = {n: self._targets[n].expand(m) for n, m in self._masks.items()}
+
+    @torch.no_grad()
+    def _apply(self, names: Sequence[str]) -> None:
+        for n in names:
+            self._params[n].mul_(self._full[n])
+
+    def _apply_all(self) -> None:
+        self._apply(list(self._targets))
+
+    def _register_hooks(self, trainer: Trainer) -> None:
+        self._remove_hooks()
+        self._opt_names = {}
+        owned: set[str] = set()
+        for opt in trainer.optimizers:
+            ids = {id(p) for g in opt.param_groups for p in g["params"]}
+            names = [n for n, p in self._params.items() if id(p) in ids]
+            owned.update(names)
+            self._opt_names[id(opt)] = names
+            if names:
+                self._hooks.append(opt.register_step_post_hook(lambda o, *_, names=names: self._apply(names)))
+        missing = sorted(set(self._params) - owned)
+        if missing:
+            rank_zero_warn(f"DynamicSparseTraining: sparse parameters in no optimizer stay fixed: {missing[:5]}.")
+
+    def _remove_hooks(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+    @override
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
+        names = self._opt_names.get(id(optimizer))
+        if names is None:  # an optimizer created after fit start
+            self._register_hooks(trainer)
+            names = self._opt_names.get(id(optimizer), [])
+        if not names:
+            return
+        step = trainer.global_step
+        if self.grow_criterion == "momentum":
+            self._update_momentum(names)
+        if self._is_update_step(step):
+            self._last_update_step = step
+            if self._grads_finite(names):
+                self._update_topology(trainer, step, optimizer, names)
+            else:
+                self._skipped_updates += 1
+                self._pending_log = {"sparsity/skipped_updates": float(self._skipped_updates)}
+        for n in names:
+            grad = self._params[n].grad
+            if grad is not None:
+                grad.mul_(self._full[n])
+
+    def _is_update_step(self, step: int) -> bool:
+        if self.method == "static" or step == self._last_update_step:
+            return False
+        return self._drop.is_update_step(step) or self._prune_due(step)
+
+    def _grads_finite(self, names: Sequence[str]) -> bool:
+        flags = [torch.isfinite(g).all() for n in names if (g := self._params[n].grad) is not None]
+        return bool(torch.stack(flags).all()) if flags else True
+
+    @torch.no_grad()
+    def _update_momentum(self, names: Sequence[str]) -> None:
+        for n in names:
+            grad = self._params[n].grad
+            if grad is None:
+                continue
+            buf = self._momentum.get(n)
+            if buf is None:
+                self._momentum[n] = grad.detach().float().clone()
+            else:
+                buf.mul_(self.momentum_beta).add_(grad.detach().float(), alpha=1 - self.momentum_beta)
+
+    @torch.no_grad()
+    def _update_topology(self, trainer: Trainer, step: int, optimizer: Any, names: Sequence[str]) -> None:
+        old = {n: self._masks[n] for n in names}
+        masks = dict(old)
+        if self._prune_due(step):
+            masks = self._gradual_prune(step, masks)
+        drop = self._drop(step) if self._drop.start < step < self._drop.stop else 0.0
+        for n in names:
+            t, p = self._targets[n], self._params[n]
+            n_drop = round(drop * int(masks[n].sum()))
+            if n_drop > 0:
+                masks[n] = prune_and_grow(
+                    masks[n], self._prune_score(n, masks[n]), self._grow_score(n), n_drop, self._generator, t.allowed
+                )
+        churn = 0
+        for n in names:
+            new = masks[n]
+            changed = old[n] ^ new
+            n_changed = int(changed.sum())
+            if n_changed == 0:
+                continue
+            churn += n_changed
+            full_changed = self._targets[n].expand(changed)
+            p = self._params[n]
+            p.masked_fill_(full_changed, 0.0)  # pruned -> 0, grown -> 0 (their init value)
+            reset_optimizer_state(optimizer, p, full_changed)
+            self._masks[n] = new
+            self._ever[n] |= new
+            self._full[n] = self._targets[n].expand(new)
+        self._num_updates += 1
+        if self.verify_ddp and trainer.world_size > 1:
+            self._verify_ranks(trainer)
+        active = sum(int(old[n].sum()) for n in names)
+        log = {
+            "sparsity/density": self.global_density,
+            "sparsity/drop_fraction": drop,
+            "sparsity/churn": churn / 2 / max(active, 1),
+            "sparsity/exploration_rate": self.exploration_rate,
+            "sparsity/updates": float(self._num_updates),
+        }
+        if self.log_per_layer:
+            log.update({f"sparsity/layer/{n}": d for n, d in self.densities.items()})
+        self._pending_log = log
+
+    def _prune_due(self, step: int) -> bool:
+        """GraNet prunes at every update-grid step until the final sparsity is reached, so a last
+        prune after ``prune_end_step`` lands exactly on the target."""
+        if self.method != "granet" or step <= self._prune.start or (step - self._prune.start) % self.update_interval:
+            return False
+        total_units = sum(t.num_units for t in self._targets.values())
+        active = sum(int(m.sum()) for m in self._masks.values())
+        return active > self._final_keep(total_units)
+
+    def _final_keep(self, total_units: int) -> int:
+        if self.prune_scope == "global":
+            return round((1.0 - self.sparsity) * total_units)
+        return sum(self._final_counts.values())
+
+    def _gradual_prune(self, step: int, masks: dict[str, Tensor]) -> dict[str, Tensor]:
+        """GraNet's cubic pruning towards the current target sparsity (never grows)."""
+        s_t = self._prune(step)
+        t = self._targets
+        names = list(masks)
+        scores = {n: self._prune_score(n, masks[n]) for n in names}
+        if self.prune_scope == "global":
+            total_units = sum(t[n].num_units for n in names)
+            n_keep = min(round((1.0 - s_t) * total_units), sum(int(m.sum()) for m in masks.values()))
+            keep = global_keep_counts(scores, masks, n_keep, self._generator)
+        else:
+            span = self.sparsity - self.initial_sparsity
+            q = 1.0 if span <= 0 else (s_t - self.initial_sparsity) / span
+            dens = {
+                n: self._initial_densities[n] + q * (self._target_densities[n] - self._initial_densities[n]) for n in names
+            }
+            keep = self._counts(dens)
+        out = {}
+        for n in names:
+            k = int(masks[n].sum()) - min(keep[n], int(masks[n].sum()))
+            out[n] = drop_lowest(masks[n], scores[n], k, self._generator) if k else masks[n]
+        return out
+
+    def _prune_score(self, name: str, mask: Tensor) -> Tensor:
+        t, p = self._targets[name], self._params[name]
+        if self.prune_criterion == "set":
+            return set_prune_score(t.reduce(p), mask)
+        if self.prune_criterion == "mest":
+            return t.reduce(mest_score(p, p.grad, self.mest_lambda))
+        return t.reduce(magnitude_score(p))
+
+    def _grow_score(self, name: str) -> Tensor:
+        t, p = self._targets[name], self._params[name]
+        if self.grow_criterion == "gradient" and p.grad is not None:
+            return t.reduce(gradient_score(p.grad))
+        if self.grow_criterion == "momentum" and name in self._momentum:
+            return t.reduce(self._momentum[name].abs())
+        return random_score(t.unit_shape, self._generator, device=p.device)
+
+    def _verify_ranks(self, trainer: Trainer) -> None:
+        local = mask_checksum(self._masks).to(trainer.strategy.root_device)
+        gathered = trainer.strategy.all_gather(local).reshape(trainer.world_size, -1)
+        if not torch.equal(gathered, gathered[:1].expand_as(gathered)):
+            raise RuntimeError(
+                "DynamicSparseTraining: masks differ between DDP ranks after a topology update "
+                f"(checksums {gathered.tolist()}); make the model deterministic across ranks."
+            )
+
+    @override
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._pending_log:
+            pl_module.log_dict(self._pending_log, on_step=True, on_epoch=False)
+            self._pending_log = {}
+
+    @override
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        pl_module.log("sparsity/global_density", self.global_density, on_step=False, on_epoch=True)
+
+    @override
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.summary and trainer.is_global_zero and self._masks:
+            render_sparsity_table(self._summary_rows(), title=f"Sparsity after training ({self.method})")
+
+    def _summary_rows(self) -> list[tuple[str, tuple[int, ...], int, float, float]]:
+        rows = []
+        for n, t in self._targets.items():
+            active = int(self._masks[n].sum()) * t.unit_size
+            rows.append((n, t.shape, t.numel, self._target_densities[n], active / t.numel))
+        return rows
+
+    @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._remove_hooks()
+
+    # ------------------------------------------------------------------ checkpointing
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        if self._masks is None:
+            return {}
+        shapes = {n: tuple(m.shape) for n, m in self._masks.items()}
+        return {
+            "version": 1,
+            "method": self.method,
+            "shapes": shapes,
+            "masks": {n: pack_mask(m) for n, m in self._masks.items()},
+            "ever": {n: pack_mask(m) for n, m in self._ever.items()},
+            "momentum": {n: m.detach().cpu().clone() for n, m in self._momentum.items()},
+            "generator": self._generator.get_state(),
+            "last_update_step": self._last_update_step,
+            "num_updates": self._num_updates,
+            "skipped_updates": self._skipped_updates,
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict:
+            self._loaded = dict(state_dict)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        shapes = state["shapes"]
+        unknown = set(shapes) ^ set(self._targets)
+        if unknown:
+            raise ValueError(
+                f"the checkpoint's masks do not match the sparsified parameters (differing: {sorted(unknown)[:5]})."
+            )
+        for n, t in self._targets.items():
+            if tuple(shapes[n]) != t.unit_shape:
+                raise ValueError(f"checkpoint mask of {n!r} has shape {tuple(shapes[n])}, expected {t.unit_shape}.")
+        dev = {n: self._params[n].device for n in self._targets}
+        self._masks = {n: unpack_mask(state["masks"][n], shapes[n]).to(dev[n]) for n in self._targets}
+        self._ever = {n: unpack_mask(state["ever"][n], shapes[n]).to(dev[n]) for n in self._targets}
+        self._momentum = {n: m.to(dev[n]) for n, m in state.get("momentum", {}).items()}
+        self._generator.set_state(state["generator"])
+        self._last_update_step = int(state.get("last_update_step", -1))
+        self._num_updates = int(state.get("num_updates", 0))
+        self._skipped_updates = int(state.get("skipped_updates", 0))
+        self._refresh_full()
+
+
+def _choice(name: str, value: Any, allowed: Sequence[str], extra: str = "") -> None:
+    if value not in allowed:
+        raise ValueError(f"`{name}` must be one of {tuple(allowed)}{extra}, got {value!r}.")
+
+
+def _check_step(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"`{name}` must be an int (optimizer steps) or a float in (0, 1], got {value!r}.")
+    if isinstance(value, float) and not 0.0 < value <= 1.0:
+        raise ValueError(f"`{name}` as a float is a share of training and must be in (0, 1], got {value!r}.")
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"`{name}` must be >= 0, got {value!r}.")

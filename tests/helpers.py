@@ -1,0 +1,52 @@
+"""Tiny deterministic models and data shared by the tests."""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+def make_data(n: int = 64, features: int = 16, classes: int = 4, seed: int = 0) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, features, generator=g)
+    w = torch.randn(features, classes, generator=g)
+    return TensorDataset(x, (x @ w).argmax(1))
+
+
+class TinyNet(LightningModule):
+    """An MLP with a conv-free path; ``lr`` and optimizer configurable for the contract tests."""
+
+    def __init__(self, features: int = 16, hidden: int = 32, classes: int = 4, optimizer: str = "sgd",
+                 lr: float = 0.1, batch_size: int = 8, n: int = 64, inf_at_step: int | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.cross_entropy(self(x), y)
+        if self.hparams.inf_at_step is not None and self.global_step == self.hparams.inf_at_step:
+            loss = loss * float("inf")
+        return loss
+
+    def configure_optimizers(self):
+        if self.hparams.optimizer == "adamw":
+            return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=0.01)
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9, weight_decay=5e-4)
+
+    def train_dataloader(self):
+        return DataLoader(make_data(self.hparams.n, self.hparams.features, self.hparams.classes),
+                          batch_size=self.hparams.batch_size, shuffle=False)
+
+
+class TinyConvNet(TinyNet):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.net = nn.Sequential(nn.Unflatten(1, (1, 4, 4)), nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
+                                 nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(128, 4))
