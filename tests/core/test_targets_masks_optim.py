@@ -1,0 +1,105 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from lightning_sparse.core import find_targets, mask_checksum, pack_mask, reset_optimizer_state, unpack_mask
+
+
+def net():
+    return nn.Sequential(
+        nn.Conv1d(2, 4, 3), nn.Conv2d(4, 4, 3), nn.Conv3d(4, 4, 1), nn.BatchNorm2d(4), nn.Embedding(5, 4),
+        nn.LayerNorm(4), nn.Linear(4, 3),
+    )
+
+
+def test_default_targets_are_linear_and_conv_weights_only():
+    names = [t.name for t in find_targets(net())]
+    assert names == ["0.weight", "1.weight", "2.weight", "6.weight"]
+
+
+def test_include_exclude_and_errors():
+    assert [t.name for t in find_targets(net(), include=["*.bias"], exclude=["0.*"])] == [
+        "1.bias", "2.bias", "3.bias", "5.bias", "6.bias"]
+    with pytest.raises(ValueError, match="`include` pattern 'nope.*' matches no parameter"):
+        find_targets(net(), include=["nope.*"])
+    with pytest.raises(ValueError, match="no sparsifiable parameter"):
+        find_targets(nn.Sequential(nn.BatchNorm1d(3), nn.ReLU()))
+    with pytest.raises(ValueError, match="`granularity` must be one of"):
+        find_targets(net(), granularity="channel")
+    with pytest.warns(UserWarning, match="`exclude` pattern"):
+        find_targets(net(), exclude=["zzz"])
+
+
+def test_kernel_granularity_units_expand_and_reduce():
+    (t,) = find_targets(nn.Conv2d(3, 5, 3), granularity="kernel")
+    assert t.unit_shape == (5, 3) and t.unit_size == 9
+    unit = torch.zeros(5, 3, dtype=torch.bool)
+    unit[1, 2] = True
+    full = t.expand(unit)
+    assert full.shape == (5, 3, 3, 3) and int(full.sum()) == 9 and full[1, 2].all()
+    assert t.reduce(torch.ones(5, 3, 3, 3)).eq(9).all()
+    (lin,) = find_targets(nn.Linear(3, 2), granularity="kernel")
+    assert lin.unit_shape == (2, 3)  # linear layers have no kernel: element-wise
+
+
+def test_allowed_regions_are_validated():
+    region = torch.zeros(2, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match="allows no position"):
+        find_targets(nn.Linear(3, 2), allowed_regions={"weight": region})
+    with pytest.raises(ValueError, match="must have shape"):
+        find_targets(nn.Linear(3, 2), allowed_regions={"weight": torch.ones(3, 3, dtype=torch.bool)})
+    with pytest.raises(ValueError, match="not sparsified"):
+        find_targets(nn.Linear(3, 2), allowed_regions={"bias": torch.ones(2, dtype=torch.bool)})
+    region[0, 0] = True
+    (t,) = find_targets(nn.Linear(3, 2), allowed_regions={"weight": region})
+    assert t.capacity == 1
+
+
+@settings(max_examples=50, deadline=None)
+@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=4), seed=st.integers(0, 1000))
+def test_pack_unpack_roundtrip(shape, seed):
+    m = torch.rand(shape, generator=torch.Generator().manual_seed(seed)) > 0.5
+    packed = pack_mask(m)
+    assert packed.dtype == torch.uint8 and packed.numel() == (m.numel() + 7) // 8
+    assert torch.equal(unpack_mask(packed, m.shape), m)
+
+
+def test_checksum_sees_a_single_moved_bit():
+    a = {"x": torch.tensor([True, False, True, False])}
+    b = {"x": torch.tensor([True, True, False, False])}
+    assert not torch.equal(mask_checksum(a), mask_checksum(b))
+    assert torch.equal(mask_checksum(a), mask_checksum({"x": a["x"].clone()}))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: torch.optim.SGD([p], lr=0.1, momentum=0.9),
+        lambda p: torch.optim.Adam([p], lr=0.1, amsgrad=True),
+        lambda p: torch.optim.AdamW([p], lr=0.1),
+        lambda p: torch.optim.RMSprop([p], lr=0.1, momentum=0.9, centered=True),
+        lambda p: torch.optim.Adagrad([p], lr=0.1, initial_accumulator_value=0.5),
+        lambda p: torch.optim.NAdam([p], lr=0.1),
+    ],
+)
+def test_every_param_shaped_state_is_reset_at_changed_positions_only(make):
+    p = nn.Parameter(torch.randn(4, 5))
+    opt = make(p)
+    for _ in range(2):
+        p.grad = torch.randn(4, 5)
+        opt.step()
+    before = {k: v.clone() for k, v in opt.state[p].items() if torch.is_tensor(v)}
+    changed = torch.zeros(4, 5, dtype=torch.bool)
+    changed[0, :2] = True
+    keys = reset_optimizer_state(opt, p, changed)
+    assert keys and all(before[k].shape == p.shape for k in keys)
+    fresh = opt.param_groups[0].get("initial_accumulator_value", 0.0)
+    for k in keys:
+        v = opt.state[p][k]
+        assert torch.all(v[changed] == (fresh if k == "sum" else 0.0))
+        assert torch.equal(v[~changed], before[k][~changed])
+    for k, v in before.items():  # scalars such as `step` untouched
+        if k not in keys:
+            assert torch.equal(opt.state[p][k], v)
