@@ -1,0 +1,296 @@
+"""Train-step overhead of the DynamicSparseTraining callback versus the same dense run.
+
+Claim measured (see ``docs/dst.md``, "Overhead"):
+
+- (b) steps without a topology update cost at most 5% more than dense steps
+  (``DynamicSparseTraining(method="rigl", sparsity=0.9)`` with an ``update_interval`` longer than
+  the run: only the gradient masking before and the mask re-application after each optimizer
+  step remain);
+- (c) RigL topology updates every 100 optimizer steps cost less than 2% of the run, amortised.
+
+Setup: a CIFAR ResNet from ``lightning_sparse.models`` (ResNet-8 in ``--quick`` mode, ResNet-20
+otherwise) on 32x32x3 inputs, batch 128, SGD with momentum 0.9, a real Lightning ``Trainer`` on
+the CPU (no logger, no checkpointing, no progress bar, no model summary). Inputs and labels are
+synthetic random tensors: this measures speed, not accuracy.
+
+Method: one timing callback records the wall time of every training batch, from the first
+``on_train_batch_start`` to the last ``on_train_batch_end`` of all callbacks (so the DST
+callback's own hooks are inside the window); the first ``--warmup`` steps of each run are
+discarded. Dense and sparse runs are interleaved (``--rounds`` rounds, each a fresh model from
+the same seed) because a 2-core machine is noisy; each round gives one ratio of medians and the
+table reports the median over rounds.
+
+The amortised update cost is measured directly: the callback's ``on_before_optimizer_step``
+(where the topology update happens) is wrapped with a timer, and
+``cost = (mean hook time on update steps - mean hook time on other steps) / 100 / median dense
+step time``. In ``--quick`` mode the probe run updates every ``--probe-interval`` (10) steps to
+collect several updates in a short run; the cost of one update does not depend on the interval,
+and it is amortised over 100 steps. The full mode runs ``update_interval=100`` over
+``--steps`` (>= 200) steps and also reports the end-to-end cost
+``sum(update step - median non-update step) / total run time``.
+
+Usage:
+    python benchmarks/dst_overhead.py --quick      # about 3 minutes on 2 CPU cores
+    python benchmarks/dst_overhead.py              # ResNet-20, 5 rounds of 240 steps (~1 hour)
+
+Exits with status 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import statistics
+import sys
+import time
+import warnings
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from lightning_sparse.callbacks import DynamicSparseTraining
+from lightning_sparse.models import create_model
+
+BATCH = 128
+AMORTISE_OVER = 100  # the update interval whose amortised cost is the claim
+TARGET_RATIO = 1.05
+TARGET_AMORTISED = 0.02
+NEVER = 10**9  # an update interval longer than any run
+
+
+class SyntheticBatches(Dataset):
+    """``length`` ready-made ``(x, y)`` batches cycled from a small pool (no collation cost)."""
+
+    def __init__(self, length: int, pool: int = 4, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.length = length
+        self.batches = [
+            (torch.randn(BATCH, 3, 32, 32, generator=g), torch.randint(0, 10, (BATCH,), generator=g))
+            for _ in range(pool)
+        ]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.batches[i % len(self.batches)]
+
+
+class Classifier(L.LightningModule):
+    """Cross-entropy on a registered CIFAR ResNet, SGD with momentum."""
+
+    def __init__(self, model_name: str) -> None:
+        super().__init__()
+        self.model = create_model(model_name, in_channels=3, num_classes=10)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(self.model(x), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+
+
+class StepTimes:
+    """Wall time per training batch; ``start`` goes first in the callback list, ``end`` last."""
+
+    def __init__(self) -> None:
+        self.times: dict[int, float] = {}
+        self._t0 = 0.0
+        timer = self
+
+        class _Start(L.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                timer._t0 = time.perf_counter()
+
+        class _End(L.Callback):
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                # global_step has already been incremented: the step just taken is global_step - 1
+                timer.times[trainer.global_step - 1] = time.perf_counter() - timer._t0
+
+        self.start, self.end = _Start(), _End()
+
+
+def wrap_hook(dst: DynamicSparseTraining) -> dict[int, float]:
+    """Time ``dst.on_before_optimizer_step`` per optimizer step (step index -> seconds)."""
+    times: dict[int, float] = {}
+    hook = dst.on_before_optimizer_step
+
+    def timed(trainer, pl_module, optimizer):
+        t0 = time.perf_counter()
+        hook(trainer, pl_module, optimizer)
+        times[trainer.global_step] = time.perf_counter() - t0
+
+    dst.on_before_optimizer_step = timed  # Lightning looks hooks up on the instance
+    return times
+
+
+def run(model_name: str, steps: int, interval: int | None) -> dict[str, Any]:
+    """One fit of ``steps`` optimizer steps: dense when ``interval`` is None, else RigL at 90%."""
+    torch.manual_seed(0)
+    module = Classifier(model_name)
+    timer = StepTimes()
+    callbacks: list[L.Callback] = [timer.start]
+    hook_times: dict[int, float] = {}
+    if interval is not None:
+        dst = DynamicSparseTraining(
+            method="rigl",
+            sparsity=0.9,
+            distribution="erk",
+            update_interval=interval,
+            stop_step=1.0,  # keep updating to the end, so every update does the full prune-and-grow
+            summary=False,
+        )
+        hook_times = wrap_hook(dst)
+        callbacks.append(dst)
+    callbacks.append(timer.end)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=callbacks,
+    )
+    loader = DataLoader(SyntheticBatches(steps), batch_size=None, shuffle=False, num_workers=0)
+    t0 = time.perf_counter()
+    trainer.fit(module, train_dataloaders=loader)
+    wall = time.perf_counter() - t0
+    assert len(timer.times) == steps, (len(timer.times), steps)
+    updates = [] if interval is None else [t for t in range(1, steps) if t % interval == 0]
+    if interval is not None:
+        logged = trainer.callback_metrics.get("sparsity/updates")
+        assert updates == [] or (logged is not None and int(logged) == len(updates)), (logged, updates)
+    return {"times": timer.times, "hook": hook_times, "updates": updates, "wall": wall}
+
+
+def median_after(times: dict[int, float], warmup: int, skip: frozenset[int] = frozenset()) -> float:
+    return statistics.median(v for k, v in times.items() if k >= warmup and k not in skip)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short run (ResNet-8, 3 rounds of 40 steps)")
+    parser.add_argument("--model", default=None, help="registered CIFAR ResNet (default: resnet8 quick, resnet20 full)")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run")
+    parser.add_argument("--warmup", type=int, default=None, help="steps discarded at the start of each run")
+    parser.add_argument("--probe-interval", type=int, default=None, help="update interval of the update-cost run")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    quick = args.quick
+    model_name = args.model or ("resnet8" if quick else "resnet20")
+    rounds = args.rounds or (3 if quick else 5)
+    steps = args.steps or (40 if quick else 240)
+    warmup = args.warmup if args.warmup is not None else (8 if quick else 10)
+    probe = args.probe_interval or (10 if quick else AMORTISE_OVER)
+    if probe >= steps:
+        parser.error(f"`--probe-interval` ({probe}) must be smaller than `--steps` ({steps}).")
+
+    torch.set_num_threads(args.threads)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*The number of training batches.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+    started = time.perf_counter()
+    run(model_name, max(warmup, 5), None)  # warm the allocator and oneDNN kernels, untimed
+    ratios, amortised_hook, amortised_e2e = [], [], []
+    dense_ms, never_ms, probe_ms, update_ms, idle_ms = [], [], [], [], []
+    for r in range(rounds):
+        # alternate the order between rounds so a slow phase of the machine hits every config
+        order = ["dense", "never", "probe"] if r % 2 == 0 else ["probe", "never", "dense"]
+        res = {c: run(model_name, steps, {"dense": None, "never": NEVER, "probe": probe}[c]) for c in order}
+        d = median_after(res["dense"]["times"], warmup)
+        n = median_after(res["never"]["times"], warmup)
+        p = res["probe"]
+        upd = [s for s in p["updates"] if s >= warmup]
+        p_med = median_after(p["times"], warmup, frozenset(upd))
+        hook_upd = statistics.mean(p["hook"][s] for s in upd)
+        hook_idle = statistics.median(v for k, v in p["hook"].items() if k >= warmup and k not in upd)
+        ratios.append(n / d)
+        amortised_hook.append((hook_upd - hook_idle) / AMORTISE_OVER / d)
+        if probe == AMORTISE_OVER:
+            extra = sum(p["times"][s] - p_med for s in upd)
+            amortised_e2e.append(extra / sum(v for k, v in p["times"].items() if k >= warmup))
+        dense_ms.append(d * 1e3)
+        never_ms.append(n * 1e3)
+        probe_ms.append(p_med * 1e3)
+        update_ms.append(hook_upd * 1e3)
+        idle_ms.append(hook_idle * 1e3)
+        print(
+            f"round {r + 1}/{rounds}: dense {d * 1e3:.1f} ms, rigl no-update {n * 1e3:.1f} ms "
+            f"(x{n / d:.3f}), update hook {hook_upd * 1e3:.1f} ms vs {hook_idle * 1e3:.3f} ms",
+            flush=True,
+        )
+    elapsed = time.perf_counter() - started
+
+    ratio = statistics.median(ratios)
+    cost = statistics.median(amortised_hook)
+    ok_ratio, ok_cost = ratio <= TARGET_RATIO, cost < TARGET_AMORTISED
+    rows = [
+        ("dense", statistics.median(dense_ms), "1.000", "-", "-"),
+        (
+            f"rigl 0.9 erk, no topology update (interval > run)",
+            statistics.median(never_ms),
+            f"{ratio:.3f}",
+            f"<= {TARGET_RATIO:.2f}",
+            "pass" if ok_ratio else "FAIL",
+        ),
+        (
+            f"rigl 0.9 erk, update every {AMORTISE_OVER} steps: amortised update cost"
+            + ("" if probe == AMORTISE_OVER else f" (measured at interval {probe})"),
+            statistics.median(probe_ms),
+            f"{cost * 100:.3f}%",
+            f"< {TARGET_AMORTISED * 100:.0f}%",
+            "pass" if ok_cost else "FAIL",
+        ),
+    ]
+    ok_e2e = True
+    if amortised_e2e:
+        e2e = statistics.median(amortised_e2e)
+        ok_e2e = e2e < TARGET_AMORTISED
+        rows.append(
+            (
+                f"rigl 0.9 erk, update every {AMORTISE_OVER} steps: end-to-end update cost",
+                statistics.median(probe_ms),
+                f"{e2e * 100:.3f}%",
+                f"< {TARGET_AMORTISED * 100:.0f}%",
+                "pass" if ok_e2e else "FAIL",
+            )
+        )
+    print()
+    print(
+        f"model {model_name}, batch {BATCH}, 32x32x3 synthetic inputs, SGD momentum 0.9, CPU "
+        f"{torch.get_num_threads()} threads ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
+        f"lightning {L.__version__}; {rounds} rounds x {steps} steps, {warmup} warm-up steps discarded per run"
+    )
+    print(
+        f"one RigL update (on_before_optimizer_step): {statistics.median(update_ms):.1f} ms; "
+        f"the same hook on other steps: {statistics.median(idle_ms):.3f} ms"
+    )
+    print()
+    print("| config | median step ms | ratio vs dense / amortised % | target | pass/fail |")
+    print("|---|---:|---:|---|---|")
+    for name, ms, value, target, verdict in rows:
+        print(f"| {name} | {ms:.1f} | {value} | {target} | {verdict} |")
+    print()
+    ok = ok_ratio and ok_cost and ok_e2e
+    print(
+        f"{'PASS' if ok else 'FAIL'}: DST step overhead x{ratio:.3f} (target <= {TARGET_RATIO}), amortised RigL "
+        f"update cost {cost * 100:.3f}% (target < {TARGET_AMORTISED * 100:.0f}%) on {model_name}, {elapsed:.0f} s"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
