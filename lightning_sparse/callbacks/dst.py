@@ -208,7 +208,7 @@ class DynamicSparseTraining(Callback):
         self._target_densities: dict[str, float] = {}
         self._initial_densities: dict[str, float] = {}
         self._masks: dict[str, Tensor] | None = None  # unit-level bool masks, on the parameter's device
-        self._full: dict[str, Tensor] = {}  # parameter-shaped views of the masks
+        self._off: dict[str, Tensor] = {}  # parameter-shaped views of the inactive positions
         self._ever: dict[str, Tensor] = {}
         self._momentum: dict[str, Tensor] = {}
         self._generator = torch.Generator().manual_seed(self.seed)
@@ -340,15 +340,15 @@ class DynamicSparseTraining(Callback):
             mask = select_topk(score, counts[name], self._generator, candidates=allowed)
             self._masks[name] = mask.to(device)
         self._ever = {n: m.clone() for n, m in self._masks.items()}
-        self._refresh_full()
+        self._refresh_off()
 
-    def _refresh_full(self) -> None:
-        self._full = {n: self._targets[n].expand(m) for n, m in self._masks.items()}
+    def _refresh_off(self) -> None:
+        self._off = {n: self._targets[n].expand(~m) for n, m in self._masks.items()}
 
     @torch.no_grad()
     def _apply(self, names: Sequence[str]) -> None:
         for n in names:
-            self._params[n].mul_(self._full[n])
+            self._params[n].masked_fill_(self._off[n], 0.0)
 
     def _apply_all(self) -> None:
         self._apply(list(self._targets))
@@ -394,7 +394,7 @@ class DynamicSparseTraining(Callback):
         for n in names:
             grad = self._params[n].grad
             if grad is not None:
-                grad.mul_(self._full[n])
+                grad.masked_fill_(self._off[n], 0.0)
 
     def _is_update_step(self, step: int) -> bool:
         if self.method == "static" or step == self._last_update_step:
@@ -445,7 +445,7 @@ class DynamicSparseTraining(Callback):
             reset_optimizer_state(optimizer, p, full_changed)
             self._masks[n] = new
             self._ever[n] |= new
-            self._full[n] = self._targets[n].expand(new)
+            self._off[n] = self._targets[n].expand(~new)
         self._num_updates += 1
         if self.verify_ddp and trainer.world_size > 1:
             self._verify_ranks(trainer)
@@ -591,7 +591,7 @@ class DynamicSparseTraining(Callback):
         self._last_update_step = int(state.get("last_update_step", -1))
         self._num_updates = int(state.get("num_updates", 0))
         self._skipped_updates = int(state.get("skipped_updates", 0))
-        self._refresh_full()
+        self._refresh_off()
 
 
 def _choice(name: str, value: Any, allowed: Sequence[str], extra: str = "") -> None:
