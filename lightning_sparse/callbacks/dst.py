@@ -43,6 +43,7 @@ from lightning_sparse.core import (
     GRANULARITIES,
     GROW_CRITERIA,
     SCHEDULES,
+    MaskSet,
     Schedule,
     SparseTarget,
     density_counts,
@@ -53,15 +54,12 @@ from lightning_sparse.core import (
     layer_densities,
     magnitude_score,
     mapped_densities,
-    mask_checksum,
     mest_score,
-    pack_mask,
     prune_and_grow,
     random_score,
     reset_optimizer_state,
     select_topk,
     set_prune_score,
-    unpack_mask,
 )
 from lightning_sparse.callbacks._summary import render_sparsity_table
 
@@ -207,9 +205,7 @@ class DynamicSparseTraining(Callback):
         self._final_counts: dict[str, int] = {}
         self._target_densities: dict[str, float] = {}
         self._initial_densities: dict[str, float] = {}
-        self._masks: dict[str, Tensor] | None = None  # unit-level bool masks, on the parameter's device
-        self._off: dict[str, Tensor] = {}  # parameter-shaped views of the inactive positions
-        self._ever: dict[str, Tensor] = {}
+        self._maskset: MaskSet | None = None
         self._momentum: dict[str, Tensor] = {}
         self._generator = torch.Generator().manual_seed(self.seed)
         self._last_update_step = -1
@@ -231,14 +227,13 @@ class DynamicSparseTraining(Callback):
     @property
     def masks(self) -> dict[str, Tensor]:
         """Qualified parameter name -> bool mask of the parameter's shape."""
-        if self._masks is None:
-            return {}
-        return {n: self._targets[n].expand(m).contiguous() for n, m in self._masks.items()}
+        ms = self._maskset
+        return {} if ms is None else {n: ms.full(n) for n in ms}
 
     @property
     def densities(self) -> dict[str, float]:
         """Realised density per sparsified parameter."""
-        return {n: float(m.sum()) / m.numel() for n, m in (self._masks or {}).items()}
+        return {} if self._maskset is None else self._maskset.densities()
 
     @property
     def target_densities(self) -> dict[str, float]:
@@ -248,19 +243,14 @@ class DynamicSparseTraining(Callback):
     @property
     def global_density(self) -> float:
         """Share of nonzero positions over all sparsified parameters (in elements)."""
-        if not self._masks:
-            return float("nan")
-        active = sum(int(m.sum()) * self._targets[n].unit_size for n, m in self._masks.items())
-        return active / sum(t.numel for t in self._targets.values())
+        return float("nan") if self._maskset is None else self._maskset.global_density()
 
     @property
     def exploration_rate(self) -> float:
         """In-time over-parameterisation rate: share of positions ever active (Liu et al. 2021)."""
-        if not self._ever:
-            return float("nan")
-        return sum(int(m.sum()) for m in self._ever.values()) / sum(m.numel() for m in self._ever.values())
+        return float("nan") if self._maskset is None else self._maskset.exploration_rate()
 
-    # ------------------------------------------------------------------ Lightning hooks
+    # ------------------------------------------------------------------ setup
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
@@ -269,15 +259,15 @@ class DynamicSparseTraining(Callback):
         self._targets = {t.name: t for t in targets}
         params = dict(pl_module.named_parameters())
         self._params = {n: params[n] for n in self._targets}
-        shapes = {n: t.shape for n, t in self._targets.items()}
-        caps = {n: t.capacity / t.num_units for n, t in self._targets.items()}
-        self._target_densities = self._densities(shapes, caps, self.sparsity)
+        self._target_densities = self._densities(self.sparsity)
         self._initial_densities = (
-            self._densities(shapes, caps, self.initial_sparsity) if self.method == "granet" else self._target_densities
+            self._densities(self.initial_sparsity) if self.method == "granet" else self._target_densities
         )
         self._final_counts = self._counts(self._target_densities)
 
-    def _densities(self, shapes: dict, caps: dict, sparsity: float) -> dict[str, float]:
+    def _densities(self, sparsity: float) -> dict[str, float]:
+        shapes = {n: t.shape for n, t in self._targets.items()}
+        caps = {n: t.capacity / t.num_units for n, t in self._targets.items()}
         if isinstance(self.distribution, dict):
             dens = mapped_densities(list(shapes), self.distribution)
             return {n: min(d, caps[n]) for n, d in dens.items()}
@@ -286,33 +276,24 @@ class DynamicSparseTraining(Callback):
     def _counts(self, densities: Mapping[str, float]) -> dict[str, int]:
         t = self._targets
         return density_counts(
-            densities,
-            {n: t[n].num_units for n in t},
-            {n: t[n].unit_size for n in t},
-            {n: t[n].capacity for n in t},
+            densities, {n: t[n].num_units for n in t}, {n: t[n].unit_size for n in t}, {n: t[n].capacity for n in t}
         )
 
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         total = trainer.estimated_stepping_batches
-        stop = self._resolve_step("stop_step", self.stop_step, total)
-        self._drop = Schedule(
-            kind=self.drop_schedule,
-            initial=self.drop_fraction,
-            final=self.drop_fraction if self.drop_schedule == "constant" else 0.0,
-            start=self.start_step,
-            stop=max(stop, self.start_step),
-            interval=self.update_interval,
-        )
+        stop = max(self._resolve_step("stop_step", self.stop_step, total), self.start_step)
+        final_drop = self.drop_fraction if self.drop_schedule == "constant" else 0.0
+        self._drop = Schedule(self.drop_schedule, self.drop_fraction, final_drop, self.start_step, stop, self.update_interval)
         if self.method == "granet":
-            end = self._resolve_step("prune_end_step", self.prune_end_step, total)
-            self._prune = Schedule("cubic", self.initial_sparsity, self.sparsity, self.start_step, max(end, self.start_step), self.update_interval)
+            end = max(self._resolve_step("prune_end_step", self.prune_end_step, total), self.start_step)
+            self._prune = Schedule("cubic", self.initial_sparsity, self.sparsity, self.start_step, end, self.update_interval)
         if self._loaded is not None:
             self._restore(self._loaded)
             self._loaded = None
-        elif self._masks is None:
-            self._init_masks()
-        self._apply_all()
+        elif self._maskset is None:
+            self._maskset = self._random_masks(self._counts(self._initial_densities))
+        self._maskset.apply(self._params)
         self._register_hooks(trainer)
         rank_zero_info(
             f"DynamicSparseTraining[{self.method}]: {len(self._targets)} sparse parameters, "
@@ -320,7 +301,8 @@ class DynamicSparseTraining(Callback):
             f"{self.update_interval} steps in ({self.start_step}, {stop})."
         )
 
-    def _resolve_step(self, name: str, value: int | float, total: float) -> int:
+    @staticmethod
+    def _resolve_step(name: str, value: int | float, total: float) -> int:
         if isinstance(value, float):
             if not math.isfinite(total):
                 raise ValueError(
@@ -330,30 +312,16 @@ class DynamicSparseTraining(Callback):
             return int(value * total)
         return int(value)
 
-    def _init_masks(self) -> None:
-        counts = self._counts(self._initial_densities)
-        self._masks = {}
-        for name, target in self._targets.items():
-            device = self._params[name].device
-            score = random_score(target.unit_shape, self._generator)
-            allowed = target.allowed
-            mask = select_topk(score, counts[name], self._generator, candidates=allowed)
-            self._masks[name] = mask.to(device)
-        self._ever = {n: m.clone() for n, m in self._masks.items()}
-        self._refresh_off()
-
-    def _refresh_off(self) -> None:
-        self._off = {n: self._targets[n].expand(~m) for n, m in self._masks.items()}
-
-    @torch.no_grad()
-    def _apply(self, names: Sequence[str]) -> None:
-        for n in names:
-            self._params[n].masked_fill_(self._off[n], 0.0)
-
-    def _apply_all(self) -> None:
-        self._apply(list(self._targets))
+    def _random_masks(self, counts: Mapping[str, int]) -> MaskSet:
+        masks = {}
+        for name, t in self._targets.items():
+            score = random_score(t.unit_shape, self._generator)
+            masks[name] = select_topk(score, counts[name], self._generator, candidates=t.allowed).to(self._params[name].device)
+        return MaskSet(self._targets.values(), masks)
 
     def _register_hooks(self, trainer: Trainer) -> None:
+        """Re-apply the masks right after every optimizer step that really happened (a step the
+        grad scaler skips calls no post-hook)."""
         self._remove_hooks()
         self._opt_names = {}
         owned: set[str] = set()
@@ -363,7 +331,8 @@ class DynamicSparseTraining(Callback):
             owned.update(names)
             self._opt_names[id(opt)] = names
             if names:
-                self._hooks.append(opt.register_step_post_hook(lambda o, *_, names=names: self._apply(names)))
+                hook = opt.register_step_post_hook(lambda o, *_, names=names: self._maskset.apply(self._params, names))
+                self._hooks.append(hook)
         missing = sorted(set(self._params) - owned)
         if missing:
             rank_zero_warn(f"DynamicSparseTraining: sparse parameters in no optimizer stay fixed: {missing[:5]}.")
@@ -373,6 +342,7 @@ class DynamicSparseTraining(Callback):
             h.remove()
         self._hooks = []
 
+    # ------------------------------------------------------------------ every optimizer step
     @override
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         names = self._opt_names.get(id(optimizer))
@@ -382,33 +352,26 @@ class DynamicSparseTraining(Callback):
         if not names:
             return
         step = trainer.global_step
+        grads = {n: self._params[n].grad for n in names}
         if self.grow_criterion == "momentum":
-            self._update_momentum(names)
+            self._update_momentum(grads)
         if self._is_update_step(step):
             self._last_update_step = step
-            if self._grads_finite(names):
+            if all(bool(torch.isfinite(g).all()) for g in grads.values() if g is not None):
                 self._update_topology(trainer, step, optimizer, names)
             else:
                 self._skipped_updates += 1
                 self._pending_log = {"sparsity/skipped_updates": float(self._skipped_updates)}
-        for n in names:
-            grad = self._params[n].grad
-            if grad is not None:
-                grad.masked_fill_(self._off[n], 0.0)
+        self._maskset.apply(grads)  # inactive weights get no update (nor optimizer state)
 
     def _is_update_step(self, step: int) -> bool:
         if self.method == "static" or step == self._last_update_step:
             return False
         return self._drop.is_update_step(step) or self._prune_due(step)
 
-    def _grads_finite(self, names: Sequence[str]) -> bool:
-        flags = [torch.isfinite(g).all() for n in names if (g := self._params[n].grad) is not None]
-        return bool(torch.stack(flags).all()) if flags else True
-
     @torch.no_grad()
-    def _update_momentum(self, names: Sequence[str]) -> None:
-        for n in names:
-            grad = self._params[n].grad
+    def _update_momentum(self, grads: Mapping[str, Tensor | None]) -> None:
+        for n, grad in grads.items():
             if grad is None:
                 continue
             buf = self._momentum.get(n)
@@ -417,48 +380,43 @@ class DynamicSparseTraining(Callback):
             else:
                 buf.mul_(self.momentum_beta).add_(grad.detach().float(), alpha=1 - self.momentum_beta)
 
+    # ------------------------------------------------------------------ topology updates
     @torch.no_grad()
     def _update_topology(self, trainer: Trainer, step: int, optimizer: Any, names: Sequence[str]) -> None:
-        old = {n: self._masks[n] for n in names}
-        masks = dict(old)
-        if self._prune_due(step):
-            masks = self._gradual_prune(step, masks)
+        ms = self._maskset
+        old = {n: ms[n] for n in names}
+        masks = self._gradual_prune(step, old) if self._prune_due(step) else dict(old)
         drop = self._drop(step) if self._drop.start < step < self._drop.stop else 0.0
         for n in names:
-            t, p = self._targets[n], self._params[n]
             n_drop = round(drop * int(masks[n].sum()))
             if n_drop > 0:
                 masks[n] = prune_and_grow(
-                    masks[n], self._prune_score(n, masks[n]), self._grow_score(n), n_drop, self._generator, t.allowed
+                    masks[n], self._prune_score(n, masks[n]), self._grow_score(n), n_drop, self._generator,
+                    self._targets[n].allowed,
                 )
         churn = 0
         for n in names:
-            new = masks[n]
-            changed = old[n] ^ new
+            changed = old[n] ^ masks[n]
             n_changed = int(changed.sum())
             if n_changed == 0:
                 continue
             churn += n_changed
             full_changed = self._targets[n].expand(changed)
-            p = self._params[n]
-            p.masked_fill_(full_changed, 0.0)  # pruned -> 0, grown -> 0 (their init value)
-            reset_optimizer_state(optimizer, p, full_changed)
-            self._masks[n] = new
-            self._ever[n] |= new
-            self._off[n] = self._targets[n].expand(~new)
+            self._params[n].masked_fill_(full_changed, 0.0)  # pruned -> 0, grown -> 0 (their init value)
+            reset_optimizer_state(optimizer, self._params[n], full_changed)
+            ms.set(n, masks[n])
         self._num_updates += 1
         if self.verify_ddp and trainer.world_size > 1:
             self._verify_ranks(trainer)
-        active = sum(int(old[n].sum()) for n in names)
         log = {
-            "sparsity/density": self.global_density,
+            "sparsity/density": ms.global_density(),
             "sparsity/drop_fraction": drop,
-            "sparsity/churn": churn / 2 / max(active, 1),
-            "sparsity/exploration_rate": self.exploration_rate,
+            "sparsity/churn": churn / 2 / max(sum(int(m.sum()) for m in old.values()), 1),
+            "sparsity/exploration_rate": ms.exploration_rate(),
             "sparsity/updates": float(self._num_updates),
         }
         if self.log_per_layer:
-            log.update({f"sparsity/layer/{n}": d for n, d in self.densities.items()})
+            log.update({f"sparsity/layer/{n}": d for n, d in ms.densities().items()})
         self._pending_log = log
 
     def _prune_due(self, step: int) -> bool:
@@ -466,35 +424,29 @@ class DynamicSparseTraining(Callback):
         prune after ``prune_end_step`` lands exactly on the target."""
         if self.method != "granet" or step <= self._prune.start or (step - self._prune.start) % self.update_interval:
             return False
-        total_units = sum(t.num_units for t in self._targets.values())
-        active = sum(int(m.sum()) for m in self._masks.values())
-        return active > self._final_keep(total_units)
-
-    def _final_keep(self, total_units: int) -> int:
+        active = sum(self._maskset.active(n) for n in self._maskset)
         if self.prune_scope == "global":
-            return round((1.0 - self.sparsity) * total_units)
-        return sum(self._final_counts.values())
+            return active > round((1.0 - self.sparsity) * sum(t.num_units for t in self._targets.values()))
+        return active > sum(self._final_counts.values())
 
-    def _gradual_prune(self, step: int, masks: dict[str, Tensor]) -> dict[str, Tensor]:
+    def _gradual_prune(self, step: int, masks: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """GraNet's cubic pruning towards the current target sparsity (never grows)."""
         s_t = self._prune(step)
-        t = self._targets
         names = list(masks)
         scores = {n: self._prune_score(n, masks[n]) for n in names}
         if self.prune_scope == "global":
-            total_units = sum(t[n].num_units for n in names)
+            total_units = sum(self._targets[n].num_units for n in names)
             n_keep = min(round((1.0 - s_t) * total_units), sum(int(m.sum()) for m in masks.values()))
             keep = global_keep_counts(scores, masks, n_keep, self._generator)
         else:
             span = self.sparsity - self.initial_sparsity
             q = 1.0 if span <= 0 else (s_t - self.initial_sparsity) / span
-            dens = {
-                n: self._initial_densities[n] + q * (self._target_densities[n] - self._initial_densities[n]) for n in names
-            }
-            keep = self._counts(dens)
+            init, final = self._initial_densities, self._target_densities
+            keep = self._counts({n: init[n] + q * (final[n] - init[n]) for n in names})
         out = {}
         for n in names:
-            k = int(masks[n].sum()) - min(keep[n], int(masks[n].sum()))
+            n_active = int(masks[n].sum())
+            k = n_active - min(keep[n], n_active)
             out[n] = drop_lowest(masks[n], scores[n], k, self._generator) if k else masks[n]
         return out
 
@@ -515,7 +467,7 @@ class DynamicSparseTraining(Callback):
         return random_score(t.unit_shape, self._generator, device=p.device)
 
     def _verify_ranks(self, trainer: Trainer) -> None:
-        local = mask_checksum(self._masks).to(trainer.strategy.root_device)
+        local = self._maskset.checksum().to(trainer.strategy.root_device)
         gathered = trainer.strategy.all_gather(local).reshape(trainer.world_size, -1)
         if not torch.equal(gathered, gathered[:1].expand_as(gathered)):
             raise RuntimeError(
@@ -523,6 +475,7 @@ class DynamicSparseTraining(Callback):
                 f"(checksums {gathered.tolist()}); make the model deterministic across ranks."
             )
 
+    # ------------------------------------------------------------------ logging and summary
     @override
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._pending_log:
@@ -535,15 +488,12 @@ class DynamicSparseTraining(Callback):
 
     @override
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.summary and trainer.is_global_zero and self._masks:
-            render_sparsity_table(self._summary_rows(), title=f"Sparsity after training ({self.method})")
-
-    def _summary_rows(self) -> list[tuple[str, tuple[int, ...], int, float, float]]:
-        rows = []
-        for n, t in self._targets.items():
-            active = int(self._masks[n].sum()) * t.unit_size
-            rows.append((n, t.shape, t.numel, self._target_densities[n], active / t.numel))
-        return rows
+        if self.summary and trainer.is_global_zero and self._maskset is not None:
+            rows = [
+                (n, t.shape, t.numel, self._target_densities[n], self._maskset.active(n) * t.unit_size / t.numel)
+                for n, t in self._targets.items()
+            ]
+            render_sparsity_table(rows, title=f"Sparsity after training ({self.method})")
 
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -552,15 +502,12 @@ class DynamicSparseTraining(Callback):
     # ------------------------------------------------------------------ checkpointing
     @override
     def state_dict(self) -> dict[str, Any]:
-        if self._masks is None:
+        if self._maskset is None:
             return {}
-        shapes = {n: tuple(m.shape) for n, m in self._masks.items()}
         return {
             "version": 1,
             "method": self.method,
-            "shapes": shapes,
-            "masks": {n: pack_mask(m) for n, m in self._masks.items()},
-            "ever": {n: pack_mask(m) for n, m in self._ever.items()},
+            **self._maskset.state_dict(),
             "momentum": {n: m.detach().cpu().clone() for n, m in self._momentum.items()},
             "generator": self._generator.get_state(),
             "last_update_step": self._last_update_step,
@@ -574,24 +521,13 @@ class DynamicSparseTraining(Callback):
             self._loaded = dict(state_dict)
 
     def _restore(self, state: dict[str, Any]) -> None:
-        shapes = state["shapes"]
-        unknown = set(shapes) ^ set(self._targets)
-        if unknown:
-            raise ValueError(
-                f"the checkpoint's masks do not match the sparsified parameters (differing: {sorted(unknown)[:5]})."
-            )
-        for n, t in self._targets.items():
-            if tuple(shapes[n]) != t.unit_shape:
-                raise ValueError(f"checkpoint mask of {n!r} has shape {tuple(shapes[n])}, expected {t.unit_shape}.")
-        dev = {n: self._params[n].device for n in self._targets}
-        self._masks = {n: unpack_mask(state["masks"][n], shapes[n]).to(dev[n]) for n in self._targets}
-        self._ever = {n: unpack_mask(state["ever"][n], shapes[n]).to(dev[n]) for n in self._targets}
-        self._momentum = {n: m.to(dev[n]) for n, m in state.get("momentum", {}).items()}
+        devices = {n: p.device for n, p in self._params.items()}
+        self._maskset = MaskSet.from_state_dict(self._targets.values(), state, devices)
+        self._momentum = {n: m.to(devices[n]) for n, m in state.get("momentum", {}).items()}
         self._generator.set_state(state["generator"])
         self._last_update_step = int(state.get("last_update_step", -1))
         self._num_updates = int(state.get("num_updates", 0))
         self._skipped_updates = int(state.get("skipped_updates", 0))
-        self._refresh_off()
 
 
 def _choice(name: str, value: Any, allowed: Sequence[str], extra: str = "") -> None:

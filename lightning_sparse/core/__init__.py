@@ -13,7 +13,7 @@ from lightning_sparse.core.criteria import (
     set_prune_score,
 )
 from lightning_sparse.core.distributions import DISTRIBUTIONS, density_counts, layer_densities, mapped_densities, raw_scale
-from lightning_sparse.core.masks import density, mask_checksum, pack_mask, unpack_mask
+from lightning_sparse.core.masks import MaskSet, density, mask_checksum, pack_mask, unpack_mask
 from lightning_sparse.core.optim_state import reset_optimizer_state
 from lightning_sparse.core.schedules import SCHEDULES, Schedule, schedule_value
 from lightning_sparse.core.targets import GRANULARITIES, SparseTarget, find_targets
@@ -23,6 +23,7 @@ __all__ = [
     "DISTRIBUTIONS",
     "GRANULARITIES",
     "GROW_CRITERIA",
+    "MaskSet",
     "PRUNE_CRITERIA",
     "SCHEDULES",
     "Schedule",

@@ -49,3 +49,123 @@ def mask_checksum(masks: Mapping[str, Tensor]) -> Tensor:
         pos = m.nonzero().squeeze(1).double()
         parts.append(torch.stack([pos.sum() * (i + 1), (pos * pos).sum() % 1_000_003, pos.new_tensor(float(pos.numel()))]))
     return torch.stack(parts).sum(0).cpu() if parts else torch.zeros(3, dtype=torch.float64)
+
+
+class MaskSet:
+    """Bool masks keyed by qualified parameter name, at each target's unit granularity.
+
+    Keeps, per target, the active units, the units ever active (for the in-time
+    over-parameterisation rate of Liu et al. 2021, arXiv:2102.02887) and a cached parameter-shaped
+    view of the inactive positions used to zero weights and gradients.
+
+    Args:
+        targets: the sparsified parameters.
+        masks: name -> bool unit mask for every target.
+
+    Example:
+        >>> from torch import nn
+        >>> from lightning_sparse.core.targets import find_targets
+        >>> lin = nn.Linear(4, 2)
+        >>> ms = MaskSet(find_targets(lin), {"weight": torch.eye(2, 4, dtype=torch.bool)})
+        >>> ms.apply(dict(lin.named_parameters())); int((lin.weight != 0).sum())
+        2
+        >>> ms.global_density()
+        0.25
+    """
+
+    def __init__(self, targets, masks: Mapping[str, Tensor]) -> None:
+        self.targets = {t.name: t for t in targets}
+        if set(masks) != set(self.targets):
+            raise ValueError(f"masks must cover exactly the targets: {sorted(set(masks) ^ set(self.targets))[:5]}.")
+        self.units: dict[str, Tensor] = {}
+        self.ever: dict[str, Tensor] = {}
+        self._off: dict[str, Tensor] = {}
+        for name, mask in masks.items():
+            self.set(name, mask)
+
+    def __iter__(self):
+        return iter(self.units)
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def __getitem__(self, name: str) -> Tensor:
+        return self.units[name]
+
+    def set(self, name: str, mask: Tensor) -> None:
+        """Replace the unit mask of ``name`` (records newly active units as explored)."""
+        target = self.targets[name]
+        if tuple(mask.shape) != target.unit_shape or mask.dtype != torch.bool:
+            raise ValueError(f"mask of {name!r} must be bool of shape {target.unit_shape}, got {mask.dtype} {tuple(mask.shape)}.")
+        self.units[name] = mask
+        self.ever[name] = self.ever[name] | mask if name in self.ever else mask.clone()
+        self._off[name] = target.expand(~mask)
+
+    def full(self, name: str) -> Tensor:
+        """Parameter-shaped bool mask of ``name``."""
+        return self.targets[name].expand(self.units[name]).contiguous()
+
+    def off(self, name: str) -> Tensor:
+        """Parameter-shaped view of the inactive positions of ``name`` (do not modify)."""
+        return self._off[name]
+
+    def active(self, name: str) -> int:
+        """Active units of ``name``."""
+        return int(self.units[name].sum())
+
+    @torch.no_grad()
+    def apply(self, tensors: Mapping[str, Tensor], names=None) -> None:
+        """Zero every inactive position of the given parameter-shaped tensors (weights or grads)."""
+        for name in self.units if names is None else names:
+            t = tensors.get(name)
+            if t is not None:
+                t.masked_fill_(self._off[name], 0.0)
+
+    def densities(self) -> dict[str, float]:
+        """Realised density per parameter."""
+        return {n: float(m.sum()) / m.numel() for n, m in self.units.items()}
+
+    def global_density(self) -> float:
+        """Share of active positions over all parameters, counted in elements."""
+        active = sum(int(m.sum()) * self.targets[n].unit_size for n, m in self.units.items())
+        return active / max(sum(t.numel for t in self.targets.values()), 1)
+
+    def exploration_rate(self) -> float:
+        """Share of units that were ever active."""
+        return density(self.ever)
+
+    def checksum(self) -> Tensor:
+        """See :func:`mask_checksum`."""
+        return mask_checksum(self.units)
+
+    def state_dict(self) -> dict:
+        """Bit-packed, device-free state."""
+        return {
+            "shapes": {n: tuple(m.shape) for n, m in self.units.items()},
+            "masks": {n: pack_mask(m) for n, m in self.units.items()},
+            "ever": {n: pack_mask(m) for n, m in self.ever.items()},
+        }
+
+    @classmethod
+    def from_state_dict(cls, targets, state: Mapping, devices: Mapping[str, torch.device] | None = None) -> "MaskSet":
+        """Rebuild from :meth:`state_dict`, checking that names and shapes match ``targets``.
+
+        Raises:
+            ValueError: the state's masks do not match the targets.
+        """
+        targets = list(targets)
+        shapes = state["shapes"]
+        names = {t.name for t in targets}
+        if set(shapes) != names:
+            raise ValueError(
+                f"the checkpoint's masks do not match the sparsified parameters (differing: {sorted(set(shapes) ^ names)[:5]})."
+            )
+        for t in targets:
+            if tuple(shapes[t.name]) != t.unit_shape:
+                raise ValueError(f"checkpoint mask of {t.name!r} has shape {tuple(shapes[t.name])}, expected {t.unit_shape}.")
+        dev = devices or {}
+        masks = {n: unpack_mask(state["masks"][n], shapes[n]).to(dev.get(n, "cpu")) for n in shapes}
+        out = cls(targets, masks)
+        for n in shapes:
+            out.ever[n] = unpack_mask(state["ever"][n], shapes[n]).to(dev.get(n, "cpu")) | masks[n]
+        return out

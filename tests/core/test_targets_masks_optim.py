@@ -103,3 +103,25 @@ def test_every_param_shaped_state_is_reset_at_changed_positions_only(make):
     for k, v in before.items():  # scalars such as `step` untouched
         if k not in keys:
             assert torch.equal(opt.state[p][k], v)
+
+
+def test_maskset_state_roundtrip_and_mismatch():
+    from lightning_sparse.core import MaskSet
+
+    net = nn.Sequential(nn.Linear(5, 4), nn.Conv2d(2, 3, 3))
+    targets = find_targets(net, granularity="kernel")
+    g = torch.Generator().manual_seed(0)
+    masks = {t.name: torch.rand(t.unit_shape, generator=g) > 0.5 for t in targets}
+    ms = MaskSet(targets, masks)
+    ms.set("0.weight", ~masks["0.weight"])
+    back = MaskSet.from_state_dict(targets, ms.state_dict())
+    assert all(torch.equal(back[n], ms[n]) and torch.equal(back.ever[n], ms.ever[n]) for n in ms)
+    assert back.exploration_rate() == ms.exploration_rate() and ms.ever["0.weight"].all()
+    params = dict(net.named_parameters())
+    ms.apply(params)
+    assert torch.equal(params["1.weight"] != 0, ms.full("1.weight") & (params["1.weight"] != 0))
+    assert not params["1.weight"][~ms.full("1.weight")].any()
+    with pytest.raises(ValueError, match="do not match the sparsified parameters"):
+        MaskSet.from_state_dict(find_targets(nn.Linear(5, 4)), ms.state_dict())
+    with pytest.raises(ValueError, match="must be bool of shape"):
+        ms.set("0.weight", torch.ones(3, 3, dtype=torch.bool))

@@ -1,0 +1,34 @@
+"""Run by test_dst_ddp.py: 2 CPU processes (gloo), each saves its masks and weights."""
+
+import sys
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback, Trainer, seed_everything
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helpers import TinyNet  # noqa: E402
+
+from lightning_sparse.callbacks import DynamicSparseTraining  # noqa: E402
+
+
+class Dump(Callback):
+    def __init__(self, dst, out):
+        self.dst, self.out = dst, Path(out)
+
+    def on_train_end(self, trainer, pl_module):
+        torch.save(
+            {"masks": self.dst.masks, "updates": self.dst._num_updates, "ever": self.dst.exploration_rate,
+             "weights": {k: v.clone() for k, v in pl_module.state_dict().items()}},
+            self.out / f"rank{trainer.global_rank}.pt",
+        )
+
+
+if __name__ == "__main__":
+    out, method = sys.argv[1], sys.argv[2]
+    seed_everything(0)
+    dst = DynamicSparseTraining(method=method, sparsity=0.8, update_interval=2, stop_step=1.0, summary=False)
+    trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=8, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      callbacks=[dst, Dump(dst, out)])
+    trainer.fit(TinyNet(n=128))

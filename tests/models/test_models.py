@@ -1,0 +1,67 @@
+"""Every registered model: builds with defaults, runs forward and backward, has the right shape."""
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_sparse.models import create_model, list_models, register_model
+from lightning_sparse.models._registry import _MODEL_BUILDERS
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_forward_backward(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7)
+    input_size = getattr(model, "example_input_size", None)
+    assert input_size is not None, f"{name} must set `example_input_size` (one sample's shape)"
+    x = torch.randn(2, *input_size)
+    out = model(x)
+    assert out.shape == (2, 7)
+    assert torch.isfinite(out).all()
+    out.square().mean().backward()
+    for pname, param in model.named_parameters():
+        assert param.grad is not None, f"{name}.{pname} got no gradient"
+        assert torch.isfinite(param.grad).all()
+    weights = [p for n, p in model.named_parameters() if p.dim() > 1]
+    assert any(p.grad.abs().sum() > 0 for p in weights)
+
+
+def test_registry_lists_builtin_models_sorted():
+    names = list_models()
+    assert names == sorted(names)
+    assert {"mlp", "small_cnn", "resnet8", "resnet20"} <= set(names)
+
+
+def test_create_model_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError, match="`name` must be one of") as err:
+        create_model("resnet_does_not_exist")
+    assert "resnet20" in str(err.value) and "resnet_does_not_exist" in str(err.value)
+
+
+def test_register_model_rejects_duplicate_and_passes_kwargs():
+    @register_model
+    def _test_only_linear(num_classes=3, in_features=4):
+        return nn.Linear(in_features, num_classes)
+
+    try:
+        assert create_model("_test_only_linear", num_classes=5).out_features == 5
+        with pytest.raises(ValueError, match="already registered"):
+            register_model(_test_only_linear)
+    finally:
+        _MODEL_BUILDERS.pop("_test_only_linear")
+
+
+def test_resnet_depth_and_validation():
+    from lightning_sparse.models import ResNetCIFAR
+
+    convs = lambda m: sum(isinstance(x, nn.Conv2d) and x.kernel_size == (3, 3) for x in m.modules())
+    for depth in (8, 20, 56):  # 6n + 2 weighted layers: 6n + 1 3x3 convs and the classifier
+        assert convs(ResNetCIFAR(depth=depth, width=4)) == depth - 1
+    with pytest.raises(ValueError, match="`depth` must be 6n \\+ 2"):
+        ResNetCIFAR(depth=21)
+    with pytest.raises(ValueError, match="`width`"):
+        create_model("resnet8", width=0)
+    with pytest.raises(ValueError, match="`hidden_sizes`"):
+        create_model("mlp", hidden_sizes=[8, 0])
+    with pytest.raises(ValueError, match="`dropout`"):
+        create_model("small_cnn", dropout=1.0)
