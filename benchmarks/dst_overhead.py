@@ -201,6 +201,7 @@ def main() -> int:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*The number of training batches.*")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")  # torch 2.11 vs lightning's pytree helper
 
     started = time.perf_counter()
     run(model_name, max(warmup, 5), None)  # warm the allocator and oneDNN kernels, untimed

@@ -12,8 +12,8 @@ def render_sparsity_table(
 ) -> str:
     """Show ``(name, shape, numel, target density, realised density)`` rows as a table.
 
-    Uses rich when a console is available and always returns the plain-text rendering (also sent
-    to the ``lightning.pytorch`` logger at INFO level).
+    Renders with rich on the console (plain text through ``rank_zero_info`` if rich is missing)
+    and returns the plain-text rendering.
     """
     total = sum(r[2] for r in rows)
     nnz = sum(round(r[2] * r[4]) for r in rows)
