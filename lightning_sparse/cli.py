@@ -23,7 +23,7 @@ import lightning_sparse.callbacks  # noqa: F401  (short names for the callbacks)
 import lightning_sparse.data  # noqa: F401  (short names for the data modules)
 import lightning_sparse.tasks  # noqa: F401  (short names for the tasks)
 
-__all__ = ["SparseCLI", "main"]
+__all__ = ["SparseCLI", "build_cli", "main"]
 
 
 class SparseCLI(LightningCLI):
@@ -42,13 +42,19 @@ class SparseCLI(LightningCLI):
             self.trainer.test(self.model, datamodule=self.datamodule)
 
 
-def main(args: list[str] | None = None) -> None:
-    """Run the CLI on ``args`` (``sys.argv[1:]`` when ``None``).
+def build_cli(args: list[str] | None = None, run: bool = True) -> SparseCLI:
+    """Build the ``lightning-sparse`` CLI and, with ``run=True``, run its subcommand.
 
     Args:
-        args: Command-line arguments, e.g. ``["fit", "--config", "recipes/quickstart.yaml"]``.
+        args: Command-line arguments, e.g. ``["fit", "--config", "recipes/quickstart.yaml"]``;
+            ``sys.argv[1:]`` when ``None``. With ``run=False`` give no subcommand.
+        run: Whether to run the subcommand; ``False`` only parses and instantiates the trainer,
+            model and data module (what the recipe tests do).
+
+    Returns:
+        The CLI, with ``trainer``, ``model`` and ``datamodule`` set.
     """
-    SparseCLI(
+    return SparseCLI(
         LightningModule,
         LightningDataModule,
         subclass_mode_model=True,
@@ -56,4 +62,15 @@ def main(args: list[str] | None = None) -> None:
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,
         args=args,
+        run=run,
     )
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``lightning-sparse`` and ``python -m lightning_sparse``.
+
+    Args:
+        args: Command-line arguments, e.g. ``["fit", "--config", "recipes/quickstart.yaml"]``;
+            ``sys.argv[1:]`` when ``None``.
+    """
+    build_cli(args)
