@@ -109,7 +109,7 @@ class DynamicSparseTraining(Callback):
     Raises:
         ValueError: on any invalid argument (here) or model-dependent problem (in ``setup``).
 
-    Example:
+    Examples:
         >>> dst = DynamicSparseTraining(method="set", sparsity=0.5, distribution="uniform")
         >>> dst.drop_fraction, dst.drop_schedule
         (0.3, 'constant')
@@ -297,9 +297,13 @@ class DynamicSparseTraining(Callback):
         self._register_hooks(trainer)
         rank_zero_info(
             f"DynamicSparseTraining[{self.method}]: {len(self._targets)} sparse parameters, "
-            f"density {self.global_density:.4f} (target {1 - self.sparsity:.4f}), updates every "
+            f"density {self.global_density:.4f} (target {self._target_global_density():.4f}), updates every "
             f"{self.update_interval} steps in ({self.start_step}, {stop})."
         )
+
+    def _target_global_density(self) -> float:
+        counts = self._final_counts
+        return sum(counts[n] * t.unit_size for n, t in self._targets.items()) / sum(t.numel for t in self._targets.values())
 
     @staticmethod
     def _resolve_step(name: str, value: int | float, total: float) -> int:

@@ -29,7 +29,7 @@ GROW_CRITERIA = ("random", "gradient", "momentum")
 def magnitude_score(weight: Tensor) -> Tensor:
     """``|w|``.
 
-    Example:
+    Examples:
         >>> magnitude_score(torch.tensor([-2.0, 1.0])).tolist()
         [2.0, 1.0]
     """
@@ -40,7 +40,7 @@ def set_prune_score(weight: Tensor, mask: Tensor) -> Tensor:
     """SET's sign-separated score: rank within the active positives (by value) or the active
     negatives (by ``|w|``), divided by that group's size; zeros count as positive.
 
-    Example:
+    Examples:
         >>> w = torch.tensor([0.5, 0.1, -0.2, -0.9, 0.3])
         >>> [round(v, 3) for v in set_prune_score(w, torch.ones(5, dtype=torch.bool)).tolist()]
         [1.0, 0.333, 0.5, 1.0, 0.667]
@@ -62,7 +62,7 @@ def set_prune_score(weight: Tensor, mask: Tensor) -> Tensor:
 def mest_score(weight: Tensor, grad: Tensor | None, lam: float) -> Tensor:
     """MEST's ``|w| + lambda |g|`` (``|w|`` when no gradient is available).
 
-    Example:
+    Examples:
         >>> mest_score(torch.tensor([1.0, -1.0]), torch.tensor([0.0, 2.0]), 0.5).tolist()
         [1.0, 2.0]
     """

@@ -27,7 +27,7 @@ def raw_scale(shape: Sequence[int], distribution: str, power_scale: float = 1.0)
     ``uniform``: 1. ``er``: ``(n_out + n_in) / (n_out * n_in)`` (kernel dimensions ignored).
     ``erk``: ``sum(shape) / prod(shape)`` over all dimensions. Both raised to ``power_scale``.
 
-    Example:
+    Examples:
         >>> raw_scale((10, 20), "er")
         0.15
         >>> raw_scale((8, 4, 3, 3), "erk") == 18 / 288
@@ -72,7 +72,7 @@ def layer_densities(
         ValueError: density outside ``(0, 1]``, unknown distribution, or caps too small to hold
             the budget.
 
-    Example:
+    Examples:
         >>> d = layer_densities({"a": (100, 100), "b": (10, 100)}, 0.5, "erk")
         >>> round(d["a"] * 10000 + d["b"] * 1000)
         5500
@@ -141,7 +141,7 @@ def density_counts(
     exactly when all unit sizes are 1, and to within one unit otherwise. Counts stay within
     ``[0, capacities[l]]``.
 
-    Example:
+    Examples:
         >>> density_counts({"a": 0.5, "b": 0.25}, {"a": 3, "b": 6})
         {'a': 2, 'b': 1}
     """

@@ -5,10 +5,12 @@ Torch only: this module never imports Lightning.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import Tensor
+
+from lightning_sparse.core.targets import SparseTarget
 
 _BITS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
 
@@ -16,7 +18,7 @@ _BITS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
 def pack_mask(mask: Tensor) -> Tensor:
     """Pack a bool tensor into uint8 bytes, 8 positions per byte (an 8x smaller checkpoint).
 
-    Example:
+    Examples:
         >>> m = torch.tensor([[True, False, True], [False, False, True]])
         >>> torch.equal(unpack_mask(pack_mask(m), m.shape), m)
         True
@@ -62,10 +64,10 @@ class MaskSet:
         targets: the sparsified parameters.
         masks: name -> bool unit mask for every target.
 
-    Example:
+    Examples:
         >>> from torch import nn
-        >>> from lightning_sparse.core.targets import find_targets
         >>> lin = nn.Linear(4, 2)
+        >>> from lightning_sparse.core.targets import find_targets
         >>> ms = MaskSet(find_targets(lin), {"weight": torch.eye(2, 4, dtype=torch.bool)})
         >>> ms.apply(dict(lin.named_parameters())); int((lin.weight != 0).sum())
         2
@@ -73,7 +75,7 @@ class MaskSet:
         0.25
     """
 
-    def __init__(self, targets, masks: Mapping[str, Tensor]) -> None:
+    def __init__(self, targets: Iterable[SparseTarget], masks: Mapping[str, Tensor]) -> None:
         self.targets = {t.name: t for t in targets}
         if set(masks) != set(self.targets):
             raise ValueError(f"masks must cover exactly the targets: {sorted(set(masks) ^ set(self.targets))[:5]}.")
@@ -147,7 +149,7 @@ class MaskSet:
         }
 
     @classmethod
-    def from_state_dict(cls, targets, state: Mapping, devices: Mapping[str, torch.device] | None = None) -> "MaskSet":
+    def from_state_dict(cls, targets: Iterable[SparseTarget], state: Mapping, devices: Mapping[str, torch.device] | None = None) -> "MaskSet":
         """Rebuild from :meth:`state_dict`, checking that names and shapes match ``targets``.
 
         Raises:

@@ -23,7 +23,7 @@ def reset_optimizer_state(optimizer: torch.optim.Optimizer, param: Tensor, chang
     Returns:
         The names of the state entries that were reset.
 
-    Example:
+    Examples:
         >>> p = torch.nn.Parameter(torch.ones(3))
         >>> opt = torch.optim.Adam([p]); p.grad = torch.ones(3); opt.step()
         >>> reset_optimizer_state(opt, p, torch.tensor([True, False, False]))

@@ -19,7 +19,7 @@ def schedule_value(kind: str, step: int, start: int, stop: int, initial: float, 
     """Value of a schedule at optimizer step ``step``: ``initial`` until ``start``, ``final`` from
     ``stop`` on (``constant`` stays at ``initial``).
 
-    Example:
+    Examples:
         >>> schedule_value("cosine", 50, 0, 100, 0.3, 0.0)
         0.15
         >>> schedule_value("cubic", 50, 0, 100, 0.0, 0.8)
@@ -49,7 +49,7 @@ class Schedule:
     where ``t`` counts completed optimizer steps (``trainer.global_step``), so gradient
     accumulation does not change when they happen.
 
-    Example:
+    Examples:
         >>> s = Schedule("linear", initial=1.0, final=0.0, start=0, stop=10, interval=5)
         >>> [t for t in range(12) if s.is_update_step(t)], s(5)
         ([5], 0.5)

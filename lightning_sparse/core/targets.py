@@ -109,7 +109,7 @@ def find_targets(
         ValueError: unknown granularity, an include glob that matches nothing, no sparsifiable
             parameter, or an allowed region with a wrong name, shape, dtype or no allowed unit.
 
-    Example:
+    Examples:
         >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 10))
         >>> [t.name for t in find_targets(net, include=["0.*"])]
         ['0.weight', '0.bias']

@@ -21,7 +21,7 @@ def select_topk(score: Tensor, k: int, generator: torch.Generator, candidates: T
 
     ``k`` is clipped to the number of candidates; NaN scores rank last.
 
-    Example:
+    Examples:
         >>> g = torch.Generator().manual_seed(0)
         >>> select_topk(torch.tensor([0.1, 0.9, 0.5, 0.7]), 2, g).tolist()
         [False, True, False, True]
@@ -69,7 +69,7 @@ def prune_and_grow(
 
     The number of active units is unchanged unless the allowed region has no room left.
 
-    Example:
+    Examples:
         >>> g = torch.Generator().manual_seed(0)
         >>> m = torch.tensor([True, True, False, False])
         >>> prune_and_grow(m, torch.tensor([0.1, 0.9, 0, 0]), torch.tensor([0, 0, 0.2, 0.8]), 1, g).tolist()
@@ -85,7 +85,7 @@ def global_keep_counts(
     """How many active units each layer keeps when the ``n_keep`` highest scores over all layers
     survive (global magnitude pruning, as in GraNet, Liu et al. 2021, arXiv:2106.10404).
 
-    Example:
+    Examples:
         >>> g = torch.Generator().manual_seed(0)
         >>> s = {"a": torch.tensor([3.0, 1.0]), "b": torch.tensor([2.0, 0.5])}
         >>> global_keep_counts(s, {k: torch.ones(2, dtype=torch.bool) for k in s}, 2, g)
