@@ -30,7 +30,7 @@ def _no_pytest_argv(monkeypatch):
 def test_fit_fast_dev_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # anything written by mistake lands here, not in the repo
     main(["fit", "--config", QUICKSTART, "--trainer.fast_dev_run=true",
-          f"--trainer.default_root_dir={tmp_path}"])
+          "--model.init_args.warmup_steps=0", f"--trainer.default_root_dir={tmp_path}"])
     assert not (tmp_path / "lightning_logs").exists()  # fast_dev_run: no logger, no checkpoint
 
 

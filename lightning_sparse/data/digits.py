@@ -28,7 +28,11 @@ class _DigitsSplit(Dataset):
     """In-memory images and labels; optionally yields the sample's position as a third item."""
 
     def __init__(
-        self, images: torch.Tensor, labels: torch.Tensor, source_indices: np.ndarray, return_index: bool
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        source_indices: np.ndarray,
+        return_index: bool,
     ) -> None:
         self.images = images  # (N, 1, H, W) float32
         self.labels = labels  # (N,) int64
@@ -66,7 +70,7 @@ class DigitsDataModule(L.LightningDataModule):
     Raises:
         ValueError: If an argument is out of range.
 
-    Example:
+    Examples:
         >>> dm = DigitsDataModule(image_size=16, batch_size=32)
         >>> dm.setup("fit")
         >>> len(dm.train_dataset), len(dm.val_dataset), len(dm.test_dataset)
@@ -149,9 +153,9 @@ class DigitsDataModule(L.LightningDataModule):
         labels = digits.target.astype(np.int64)
         images = torch.from_numpy(digits.images).to(torch.float32).div_(16.0).unsqueeze(1)
         if self.image_size != images.shape[-1]:  # (N, 1, 8, 8) -> (N, 1, S, S)
-            images = F.interpolate(
-                images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
-            ).clamp_(0.0, 1.0)
+            size = (self.image_size, self.image_size)
+            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+            images = images.clamp_(0.0, 1.0)
         train, val, test = self._split_indices(labels)
         self.mean = images[train].mean().item()
         self.std = images[train].std().item()
@@ -168,7 +172,7 @@ class DigitsDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
         if dataset is None:
-            raise RuntimeError("`DigitsDataModule.setup()` must run before asking for a dataloader.")
+            raise RuntimeError("`DigitsDataModule.setup()` must run before asking for a loader.")
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

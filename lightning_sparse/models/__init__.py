@@ -3,7 +3,7 @@
 Every registered model sets ``example_input_size`` (the shape of one input sample, without the
 batch dimension) so generic tests and tools can build a valid input for it.
 
-Example:
+Examples:
     >>> from lightning_sparse.models import create_model
     >>> model = create_model("small_cnn", in_channels=1, num_classes=10, width=8)
 """

@@ -33,7 +33,7 @@ def register_model(fn: _BuilderT) -> _BuilderT:
     Raises:
         ValueError: If a builder with the same name is already registered.
 
-    Example:
+    Examples:
         >>> from torch import nn
         >>> @register_model
         ... def _doctest_identity(**kwargs):
@@ -52,7 +52,7 @@ def register_model(fn: _BuilderT) -> _BuilderT:
 def list_models() -> list[str]:
     """Return the sorted names of every registered model.
 
-    Example:
+    Examples:
         >>> import lightning_sparse.models  # registers the built-in models
         >>> "resnet20" in list_models()
         True
@@ -73,7 +73,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     Raises:
         ValueError: If ``name`` is not a registered model.
 
-    Example:
+    Examples:
         >>> import lightning_sparse.models
         >>> model = create_model("mlp", in_features=64, hidden_sizes=[32], num_classes=10)
         >>> sum(p.numel() for p in model.parameters())

@@ -33,7 +33,7 @@ class MLP(nn.Module):
     Raises:
         ValueError: If an argument is out of range.
 
-    Example:
+    Examples:
         >>> model = MLP(in_features=64, hidden_sizes=[32, 16], num_classes=10)
         >>> model(torch.randn(4, 1, 8, 8)).shape
         torch.Size([4, 10])

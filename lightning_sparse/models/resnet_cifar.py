@@ -57,7 +57,7 @@ class ResNetCIFAR(nn.Module):
     Raises:
         ValueError: If ``depth`` is not ``6n + 2`` or another argument is not positive.
 
-    Example:
+    Examples:
         >>> model = ResNetCIFAR(depth=8, in_channels=3, num_classes=10, width=4)
         >>> model(torch.randn(2, 3, 16, 16)).shape
         torch.Size([2, 10])
@@ -68,8 +68,11 @@ class ResNetCIFAR(nn.Module):
     ) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6 != 0:
-            raise ValueError(f"`depth` must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth}.")
-        for arg, value in (("in_channels", in_channels), ("num_classes", num_classes), ("width", width)):
+            raise ValueError(
+                f"`depth` must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth}."
+            )
+        sizes = {"in_channels": in_channels, "num_classes": num_classes, "width": width}
+        for arg, value in sizes.items():
             if value < 1:
                 raise ValueError(f"`{arg}` must be a positive integer, got {value}.")
         self.example_input_size = (in_channels, 16, 16)

@@ -44,7 +44,7 @@ class SmallCNN(nn.Module):
     Raises:
         ValueError: If an argument is out of range.
 
-    Example:
+    Examples:
         >>> model = SmallCNN(in_channels=1, num_classes=10, width=8)
         >>> model(torch.randn(2, 1, 16, 16)).shape
         torch.Size([2, 10])
@@ -54,7 +54,8 @@ class SmallCNN(nn.Module):
         self, in_channels: int = 1, num_classes: int = 10, width: int = 16, dropout: float = 0.0
     ) -> None:
         super().__init__()
-        for arg, value in (("in_channels", in_channels), ("num_classes", num_classes), ("width", width)):
+        sizes = {"in_channels": in_channels, "num_classes": num_classes, "width": width}
+        for arg, value in sizes.items():
             if value < 1:
                 raise ValueError(f"`{arg}` must be a positive integer, got {value}.")
         if not 0.0 <= dropout < 1.0:

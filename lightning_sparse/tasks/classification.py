@@ -58,7 +58,7 @@ class ImageClassifier(L.LightningModule):
         ValueError: If an argument is out of range or names an unknown backbone, optimizer or
             scheduler.
 
-    Example:
+    Examples:
         >>> task = ImageClassifier("mlp", {"in_features": 64, "hidden_sizes": [32]}, num_classes=10)
         >>> task(torch.randn(4, 1, 8, 8)).shape
         torch.Size([4, 10])
@@ -206,4 +206,7 @@ class ImageClassifier(L.LightningModule):
             return 0.5 * (1.0 + math.cos(math.pi * progress))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -54,9 +54,11 @@ def test_register_model_rejects_duplicate_and_passes_kwargs():
 def test_resnet_depth_and_validation():
     from lightning_sparse.models import ResNetCIFAR
 
-    convs = lambda m: sum(isinstance(x, nn.Conv2d) and x.kernel_size == (3, 3) for x in m.modules())
+    def convs3x3(model: nn.Module) -> int:
+        return sum(isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) for m in model.modules())
+
     for depth in (8, 20, 56):  # 6n + 2 weighted layers: 6n + 1 3x3 convs and the classifier
-        assert convs(ResNetCIFAR(depth=depth, width=4)) == depth - 1
+        assert convs3x3(ResNetCIFAR(depth=depth, width=4)) == depth - 1
     with pytest.raises(ValueError, match="`depth` must be 6n \\+ 2"):
         ResNetCIFAR(depth=21)
     with pytest.raises(ValueError, match="`width`"):

@@ -63,7 +63,8 @@ def test_fit_learns_and_follows_the_schedule(tmp_path, optimizer, lr, warmup):
     metrics = trainer.callback_metrics
     assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= set(metrics)
     assert metrics["val/acc"] == 1.0 and metrics["val/loss"] < 0.5
-    assert isinstance(trainer.optimizers[0], torch.optim.SGD if optimizer == "sgd" else torch.optim.AdamW)
+    expected_type = torch.optim.SGD if optimizer == "sgd" else torch.optim.AdamW
+    assert isinstance(trainer.optimizers[0], expected_type)
     if warmup:
         assert lrs[:warmup] == pytest.approx([lr * (s + 1) / warmup for s in range(warmup)])
     else:
@@ -87,6 +88,7 @@ def test_constant_lr_and_indexed_batches(tmp_path):
     assert losses.shape == (16,) and not losses.requires_grad and (losses >= 0).all()
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
 def test_per_sample_loss_matches_the_mean():
     task = ImageClassifier("mlp", _MLP, num_classes=4, label_smoothing=0.1)
     data = _Blobs(8)
