@@ -32,7 +32,7 @@ def render_sparsity_table(
         rank_zero_info(text)
         return text
     table = Table(title=title, show_footer=True)
-    table.add_column("layer", footer="total")
+    table.add_column("layer", footer="total", overflow="fold")
     table.add_column("shape", justify="right")
     table.add_column("params", justify="right", footer=f"{total:,}")
     table.add_column("target density", justify="right", footer=f"{target:.4f}")
@@ -40,5 +40,8 @@ def render_sparsity_table(
     table.add_column("nonzero", justify="right", footer=f"{nnz:,}")
     for name, shape, numel, tgt, real in rows:
         table.add_row(name, str(tuple(shape)), f"{numel:,}", f"{tgt:.4f}", f"{real:.4f}", f"{round(numel * real):,}")
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # logs and CI: do not squeeze layer names into 80 columns
+        console = Console(width=max(console.width, 140))
+    console.print(table)
     return text
