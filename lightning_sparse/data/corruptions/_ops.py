@@ -30,8 +30,16 @@ def gaussian(image: np.ndarray, sigma: float, mode: str = "nearest", truncate: f
 
 
 def box_blur3(image: np.ndarray) -> np.ndarray:
-    """``cv2.blur(image, (3, 3))``: 3x3 mean with OpenCV's default border (reflect-101)."""
-    return ndimage.uniform_filter(image.astype(np.float64), size=3, mode="mirror")
+    """``cv2.blur(image, (3, 3))`` on a 2-D image, before OpenCV's cast to the input type.
+
+    OpenCV sums the 3x3 window exactly (reflect-101 border) and multiplies by ``1 / 9``; the
+    float64 result here is that product (cast it to float32, or round it for ``uint8``, as
+    OpenCV does).
+    """
+    padded = np.pad(image.astype(np.float64), 1, mode="reflect")
+    h, w = image.shape
+    total = sum(padded[dy: dy + h, dx: dx + w] for dy in range(3) for dx in range(3))
+    return total * (1.0 / 9.0)
 
 
 def correlate2d_reflect101(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -113,14 +121,38 @@ def clipped_zoom(image: np.ndarray, factor: float) -> np.ndarray:
     Crops the central ``ceil(H / factor) x ceil(W / factor)`` window, enlarges it with
     ``scipy.ndimage.zoom(order=1)`` and trims the result back to ``H x W`` around the centre.
     The reference used the height for both sides (square images); here each side uses its own.
+    Only the kept window is computed, as two linear-interpolation matrices with scipy's
+    coordinate mapping (equal to the full zoom then trim up to float rounding, and much faster;
+    positions are clamped to the input, where scipy's ``mode="constant"`` can round the last
+    position just outside and output 0 for a whole edge row or column).
     """
     h, w = image.shape[:2]
     ch, cw = int(math.ceil(h / factor)), int(math.ceil(w / factor))
     top, left = (h - ch) // 2, (w - cw) // 2
-    crop = image[top: top + ch, left: left + cw]
-    zoomed = ndimage.zoom(crop, (factor, factor) + (1,) * (image.ndim - 2), order=1)
-    trim_top, trim_left = (zoomed.shape[0] - h) // 2, (zoomed.shape[1] - w) // 2
-    return zoomed[trim_top: trim_top + h, trim_left: trim_left + w]
+    crop = image[top: top + ch, left: left + cw].astype(np.float64)
+    rows = _zoom_matrix(ch, factor, h)  # (h, ch)
+    cols = _zoom_matrix(cw, factor, w)  # (w, cw)
+    out = np.einsum("ij,jk...,lk->il...", rows, crop, cols, optimize=True)
+    return out.astype(image.dtype, copy=False)
+
+
+def _zoom_matrix(size: int, factor: float, keep: int) -> np.ndarray:
+    """Rows ``trim .. trim + keep`` of the ``scipy.ndimage.zoom(order=1)`` operator on one axis.
+
+    scipy enlarges ``size`` samples to ``round(size * factor)`` and maps output ``o`` to input
+    ``o * (size - 1) / (out - 1)`` (``grid_mode=False``), interpolating linearly.
+    """
+    out = int(round(size * factor))
+    trim = (out - keep) // 2
+    o = np.arange(trim, trim + keep, dtype=np.float64)
+    pos = o * (size - 1) / (out - 1) if out > 1 else np.zeros_like(o)
+    low = np.clip(np.floor(pos).astype(int), 0, size - 1)
+    high = np.minimum(low + 1, size - 1)
+    frac = pos - low
+    matrix = np.zeros((keep, size))
+    np.add.at(matrix, (np.arange(keep), low), 1.0 - frac)
+    np.add.at(matrix, (np.arange(keep), high), frac)
+    return matrix
 
 
 def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
