@@ -35,6 +35,10 @@ class TinyNet(LightningModule):
             loss = loss * float("inf")
         return loss
 
+    def test_step(self, batch, batch_idx):
+        x, y = batch[0], batch[1]
+        self.log("test/acc", (self(x).argmax(-1) == y).float().mean())
+
     def configure_optimizers(self):
         if self.hparams.optimizer == "adamw":
             return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=0.01)

@@ -24,8 +24,29 @@ class Dump(Callback):
         )
 
 
+def robustness(out):
+    from _robust_helpers import NoisyDataModule
+
+    from lightning_sparse.callbacks import CorruptionRobustness
+
+    seed_everything(0)
+    cb = CorruptionRobustness(severities=[1, 4], plot=False, output_dir=out)
+    trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=6, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      callbacks=[cb])
+    model, dm = TinyNet(), NoisyDataModule(n=90)  # 90 samples: uneven shards of 45 per rank
+    trainer.fit(model, datamodule=dm)
+    trainer.test(model, datamodule=dm, verbose=False)
+    torch.save({"summary": cb.summary.rows(), "weights": model.state_dict()},
+               Path(out) / f"robust_rank{trainer.global_rank}.pt")
+
+
 if __name__ == "__main__":
     out, method = sys.argv[1], sys.argv[2]
+    if method == "robustness":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        robustness(out)
+        sys.exit(0)
     seed_everything(0)
     dst = DynamicSparseTraining(method=method, sparsity=0.8, update_interval=2, stop_step=1.0, summary=False)
     trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=8, logger=False,

@@ -11,12 +11,16 @@ import torch
 WORKER = Path(__file__).with_name("_ddp_worker.py")
 
 
-@pytest.mark.parametrize("method", ["rigl", "set"])
-def test_masks_identical_on_two_ranks(tmp_path, method):
+def run_worker(tmp_path, mode):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(WORKER), str(tmp_path), method], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, str(WORKER), str(tmp_path), mode], env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("method", ["rigl", "set"])
+def test_masks_identical_on_two_ranks(tmp_path, method):
+    run_worker(tmp_path, method)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     assert r0["updates"] == r1["updates"] == 3
     assert r0["ever"] > 0.2  # the topology did move (exploration beyond the initial 20%)
@@ -24,3 +28,25 @@ def test_masks_identical_on_two_ranks(tmp_path, method):
         assert torch.equal(r0["masks"][name], r1["masks"][name]), name
     for name in r0["weights"]:
         assert torch.equal(r0["weights"][name], r1["weights"][name]), name
+
+
+def test_robustness_counts_every_test_sample_once_under_ddp(tmp_path):
+    sys.path.insert(0, str(WORKER.parent))
+    from _robust_helpers import NoisyDataModule
+    from helpers import TinyNet
+
+    run_worker(tmp_path, "robustness")
+    r0, r1 = (torch.load(tmp_path / f"robust_rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert r0["summary"] == r1["summary"]
+    model = TinyNet()
+    model.load_state_dict(r0["weights"])
+    model.eval()
+    dm = NoisyDataModule(n=90)
+    expected = {("clean", 0): dm.data}
+    expected.update({(n, s): ds for n, s, ds in dm.corruption_datasets(severities=[1, 4])})
+    got = {(r["corruption"], r["severity"]): r["accuracy"] for r in r0["summary"]}
+    assert set(got) == set(expected)
+    with torch.no_grad():
+        for key, ds in expected.items():
+            x, y = ds.tensors
+            assert got[key] == pytest.approx(float((model(x).argmax(-1) == y).float().mean())), key
