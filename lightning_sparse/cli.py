@@ -11,7 +11,9 @@ Usage:
 
 Besides the LightningCLI options, every subcommand accepts ``--test_after_fit`` (default
 ``false``): after ``fit`` finishes, evaluate the final weights on the test split, so a recipe can
-report a test accuracy from a single ``fit`` run.
+report a test accuracy from a single ``fit`` run; and ``--sparsity S``, which sets the
+``sparsity`` of every ``DynamicSparseTraining`` callback of the recipe (a sweep over 0.1 ... 0.5
+without editing YAML), checked like any callback argument before training starts.
 """
 
 from __future__ import annotations
@@ -36,6 +38,24 @@ class SparseCLI(LightningCLI):
             default=False,
             help="After `fit`, run `test` on the final weights (needs a test dataloader).",
         )
+        parser.add_argument(
+            "--sparsity",
+            type=float | None,
+            default=None,
+            help="Override `sparsity` of every DynamicSparseTraining callback in the recipe.",
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        sparsity = config.get("sparsity")
+        if sparsity is None:
+            return
+        callbacks = config.get("trainer", {}).get("callbacks") or []
+        matched = [c for c in callbacks if str(c.get("class_path", "")).endswith("DynamicSparseTraining")]
+        if not matched:
+            raise ValueError(f"`--sparsity {sparsity}` given, but the recipe has no DynamicSparseTraining callback.")
+        for callback in matched:
+            callback.init_args.sparsity = sparsity
 
     def after_fit(self) -> None:
         if self.config_init[self.subcommand].get("test_after_fit", False):

@@ -65,3 +65,17 @@ def test_python_dash_m(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "lightning_sparse.callbacks.DynamicSparseTraining" in out
     assert "test_after_fit: true" in out
+
+
+def test_sparsity_override_reaches_every_dst_callback(tmp_path, monkeypatch):
+    from lightning_sparse.callbacks import DynamicSparseTraining
+    from lightning_sparse.cli import build_cli
+
+    monkeypatch.chdir(tmp_path)
+    cli = build_cli(["--config", QUICKSTART, "--sparsity", "0.3"], run=False)
+    (dst,) = [c for c in cli.trainer.callbacks if isinstance(c, DynamicSparseTraining)]
+    assert dst.sparsity == 0.3
+    with pytest.raises(ValueError, match=r"`sparsity` must be a number in \[0, 1\), got 1.5"):
+        build_cli(["--config", QUICKSTART, "--sparsity", "1.5"], run=False)
+    with pytest.raises(ValueError, match="has no DynamicSparseTraining callback"):
+        build_cli(["--config", QUICKSTART, "--trainer.callbacks=[]", "--sparsity", "0.3"], run=False)
