@@ -9,9 +9,23 @@ Examples:
 """
 
 from lightning_sparse.models import mlp, resnet_cifar, small_cnn  # noqa: F401  (register builders)
+from lightning_sparse.models import efficientnet, fast_resnet, r3d, resnet, vgg  # noqa: F401
 from lightning_sparse.models._registry import create_model, list_models, register_model
+from lightning_sparse.models.fast_resnet import FastResNet
 from lightning_sparse.models.mlp import MLP
+from lightning_sparse.models.resnet import ResNet
 from lightning_sparse.models.resnet_cifar import ResNetCIFAR
 from lightning_sparse.models.small_cnn import SmallCNN
+from lightning_sparse.models.vgg import VGG
 
-__all__ = ["MLP", "ResNetCIFAR", "SmallCNN", "create_model", "list_models", "register_model"]
+__all__ = [
+    "MLP",
+    "VGG",
+    "FastResNet",
+    "ResNet",
+    "ResNetCIFAR",
+    "SmallCNN",
+    "create_model",
+    "list_models",
+    "register_model",
+]
