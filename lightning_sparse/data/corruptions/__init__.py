@@ -27,12 +27,16 @@ the comments in :mod:`._params`); the values are kept as published.
 Deviations from the published generators:
 
 * No ImageMagick, OpenCV or scikit-image. Each call they made is re-implemented with the same
-  kernel, rounding and border rule where it matters (:mod:`._ops`): ImageMagick's motion blur
-  (one-sided Gaussian of ``2 * ceil(radius) + 1`` taps along the angle, edge pixels
-  replicated), OpenCV's ``filter2D``/``GaussianBlur``/``blur`` (reflect-101 borders),
-  ``Canny`` and ``equalizeHist`` (:mod:`._spatter`), scikit-image's ``gaussian`` and HSV
-  conversions. OpenCV's ``distanceTransform`` (5x5 mask approximation) becomes an exact
-  Euclidean distance, and ``warpAffine``'s fixed-point interpolation weights become floats.
+  kernel, rounding and border rule (:mod:`._ops`): ImageMagick's motion blur (one-sided
+  Gaussian of ``2 * ceil(radius) + 1`` taps along the angle, edge pixels replicated), OpenCV's
+  ``filter2D``/``GaussianBlur``/``blur`` (reflect-101 borders), ``resize`` (``INTER_LINEAR``),
+  ``Canny``, ``distanceTransform`` (the 16-bit fixed-point 5x5 chamfer metric of the OpenCV 3
+  the reference ran) and ``equalizeHist`` (:mod:`._spatter`), scikit-image's ``gaussian`` and
+  HSV conversions. Checked against OpenCV 4/5 and scikit-image 0.26 while writing: equal up to
+  float rounding, except that ``warpAffine``'s 5-bit fixed-point interpolation weights become
+  floats and OpenCV 5's float chamfer costs differ from OpenCV 3's fixed-point ones in the
+  last bits. ImageMagick was not available: motion blur follows its source
+  (``MagickCore/effect.c``) and is tested against that definition.
 * Frost uses procedurally generated ice-crystal textures (:mod:`._frost`) instead of the six
   frost photographs, which are not available here: dendritic crystals branching at 60 degrees
   over a fractal haze, cold-tinted, mean brightness about 0.4. They are idealised (regular
@@ -49,7 +53,12 @@ Deviations from the published generators:
   same distributions, different draws, so outputs are not bit-identical to published files.
 * The final conversion to ``uint8`` rounds to nearest; the reference truncated with
   ``np.uint8`` (a -0.5 bias that also turns 254.9999 into 254). Intermediate 8-bit steps of the
-  reference (glass blur between its blurs, the snow layer, spatter's maps) are kept.
+  reference (glass blur between its blurs, the snow layer, spatter's maps) are kept; the
+  ImageMagick round trips through 8-bit PNG (motion blur, the snow layer after its blur) are
+  not.
+* Zooms (zoom blur, snow) compute only the kept window of ``scipy.ndimage.zoom(order=1)``;
+  where scipy's float rounding put the last position just outside the input and output 0 for
+  a whole edge row or column, positions are clamped instead.
 * ImageNet-C images were stored as JPEG (quality 85) after corruption; no such re-encoding is
   applied here.
 * Any image size works: scan ranges, crops and zooms use the image's own height and width

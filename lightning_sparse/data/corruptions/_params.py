@@ -49,6 +49,7 @@ CIFAR_CONSTANTS: Mapping[str, tuple[Any, ...]] = MappingProxyType({
     "defocus_blur": ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)),
     # not monotone: sigma drops from 0.4 to 0.25 when iterations go from 1 to 2
     "glass_blur": ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)),
+    # (6, 2) and (8, 2) are the same blur to 1e-9: taps beyond radius 6 weigh nothing at sigma 2
     "motion_blur": ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)),
     # float arange: (1, 1.06, 0.01) yields 7 factors 1.00..1.06, (1, 1.16, 0.01) 16 up to 1.15
     "zoom_blur": ((1, 1.06, 0.01), (1, 1.11, 0.01), (1, 1.16, 0.01), (1, 1.21, 0.01),
