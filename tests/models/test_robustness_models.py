@@ -41,7 +41,9 @@ def test_resnet_imagenet_matches_torchvision(depth):
         torch.testing.assert_close(ours(x), ref(x))
 
 
-@pytest.mark.parametrize(("depth", "expected"), [(18, 11_173_962), (34, 21_282_122), (50, 23_520_842)])
+@pytest.mark.parametrize(
+    ("depth", "expected"), [(18, 11_173_962), (34, 21_282_122), (50, 23_520_842)]
+)
 def test_resnet_cifar_parameter_counts(depth, expected):
     model = create_model(f"resnet{depth}", num_classes=10)
     ref = getattr(torchvision.models, f"resnet{depth}")(weights=None, num_classes=10)
@@ -63,7 +65,9 @@ def test_resnet_cifar_stem_changes_the_spatial_path():
 
 
 def test_resnet_options_and_validation():
-    model = create_model("resnet18", in_channels=1, num_classes=100, width=8, zero_init_residual=True)
+    model = create_model(
+        "resnet18", in_channels=1, num_classes=100, width=8, zero_init_residual=True
+    )
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 100)
     assert all(int(torch.count_nonzero(b.bn2.weight)) == 0 for b in model.layer1)
     assert model.fc.in_features == 64
@@ -77,7 +81,9 @@ def test_resnet_options_and_validation():
 
 
 # ----------------------------------------------------------------------------- VGG
-@pytest.mark.parametrize(("depth", "expected"), [(11, 9_231_114), (16, 14_728_266), (19, 20_040_522)])
+@pytest.mark.parametrize(
+    ("depth", "expected"), [(11, 9_231_114), (16, 14_728_266), (19, 20_040_522)]
+)
 def test_vgg_features_match_torchvision_and_count(depth, expected):
     model = create_model(f"vgg{depth}_bn", num_classes=10)
     ref = getattr(torchvision.models, f"vgg{depth}_bn")(weights=None)
@@ -93,7 +99,8 @@ def test_vgg_image_size_sets_the_classifier_input():
     assert cifar.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     assert tiny.eval()(torch.randn(2, 3, 64, 64)).shape == (2, 200)
     convs = [m for m in cifar.modules() if isinstance(m, nn.Conv2d)]
-    assert len(convs) == 13 and len([m for m in cifar.modules() if isinstance(m, nn.BatchNorm2d)]) == 13
+    norms = [m for m in cifar.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(convs) == len(norms) == 13
     with pytest.raises(ValueError, match="`image_size` must be a positive multiple of 32"):
         create_model("vgg16_bn", image_size=48)
     with pytest.raises(ValueError, match="`config` must be one of"):
@@ -154,7 +161,8 @@ def test_fast_resnet_width_and_shapes():
     assert counts == {0.25: 412_944, 0.5: 1_646_112, 1.0: 6_573_120}  # ResNet-9: 6.57 M
     model = create_model("fast_resnet", width=0.25, num_classes=10)
     widths = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
-    assert widths == [16, 32, 32, 32, 64, 128, 128, 128]  # prep, layer1 (+2 res), layer2, layer3 (+2 res)
+    # prep, layer1 and its two residual convs, layer2, layer3 and its two residual convs
+    assert widths == [16, 32, 32, 32, 64, 128, 128, 128]
     x = torch.randn(2, 3, 32, 32)
     assert spatial_size(model, model.layer3, x) == (4, 4)
     assert model.eval()(x).shape == (2, 10)
@@ -175,10 +183,13 @@ def test_rigl_fit_sparsifies_every_conv(tmp_path, name, kwargs, sample, conv_typ
     seed_everything(0)
     task = ImageClassifier(name, kwargs, num_classes=4, scheduler="none", lr=0.01)
     data = TensorDataset(torch.randn(4, *sample), torch.tensor([0, 1, 2, 3]))
-    dst = DynamicSparseTraining(method="rigl", sparsity=0.5, update_interval=1, stop_step=10, summary=False)
+    dst = DynamicSparseTraining(
+        method="rigl", sparsity=0.5, update_interval=1, stop_step=10, summary=False
+    )
     trainer = Trainer(
-        default_root_dir=tmp_path, max_steps=2, callbacks=[dst], logger=False, accelerator="cpu",
-        devices=1, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=tmp_path, max_steps=2, callbacks=[dst], logger=False,
+        accelerator="cpu", devices=1, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
     )
     trainer.fit(task, DataLoader(data, batch_size=2))
     convs = {f"model.{n}.weight" for n, m in task.model.named_modules() if isinstance(m, conv_type)}
