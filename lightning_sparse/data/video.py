@@ -41,6 +41,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_sparse.data.video_corruptions import (
+    ALL_VIDEO_CORRUPTIONS,
+    TEMPORAL_MODES,
+    VIDEO_CORRUPTIONS,
+    CorruptedVideoDataset,
+    _check_params,
+)
+
 __all__ = [
     "KINETICS_MEAN",
     "KINETICS_STD",
@@ -478,8 +486,14 @@ class _VideoDataModule(L.LightningDataModule):
     """Loaders, subsets and corrupted test sets shared by the video DataModules."""
 
     def __init__(self, frames_per_clip, frame_stride, image_size, resize_size, batch_size, num_workers,
-                 train_subset, test_subset, seed, return_index, native_resolution) -> None:
+                 train_subset, test_subset, seed, return_index, native_resolution, corruption_temporal,
+                 corruption_params) -> None:
         super().__init__()
+        if corruption_temporal not in TEMPORAL_MODES:
+            raise ValueError(f"`corruption_temporal` must be one of {', '.join(TEMPORAL_MODES)}; "
+                             f"got {corruption_temporal!r}.")
+        _check_params(corruption_params)
+        self.corruption_temporal, self.corruption_params = corruption_temporal, corruption_params
         for name, value in (("frames_per_clip", frames_per_clip), ("frame_stride", frame_stride),
                             ("image_size", image_size), ("batch_size", batch_size)):
             _positive_int(name, value)
@@ -512,8 +526,6 @@ class _VideoDataModule(L.LightningDataModule):
     @property
     def available_corruptions(self) -> tuple[str, ...]:
         """Every corruption ``corruption_datasets`` accepts (image corruptions + temporal ones)."""
-        from lightning_sparse.data.video_corruptions import ALL_VIDEO_CORRUPTIONS
-
         return ALL_VIDEO_CORRUPTIONS
 
     def _dataset(self, samples, train: bool, subset, return_index: bool) -> VideoFolderDataset:
@@ -564,8 +576,6 @@ class _VideoDataModule(L.LightningDataModule):
         Raises:
             ValueError: If a name or severity is not allowed (checked before any item is built).
         """
-        from lightning_sparse.data.video_corruptions import VIDEO_CORRUPTIONS, CorruptedVideoDataset
-
         names = list(VIDEO_CORRUPTIONS if corruptions is None else corruptions)
         unknown = [c for c in names if c not in self.available_corruptions]
         if unknown or isinstance(corruptions, str):
@@ -582,7 +592,8 @@ class _VideoDataModule(L.LightningDataModule):
             for name in names:
                 for severity in severities:
                     yield name, int(severity), CorruptedVideoDataset(
-                        test, name, int(severity), seed=self.seed, transform=test.transform
+                        test, name, int(severity), seed=self.seed, temporal=self.corruption_temporal,
+                        params=self.corruption_params, transform=test.transform,
                     )
 
         return generate()
@@ -680,6 +691,10 @@ class UCF101DataModule(_VideoDataModule):
         return_index: Training batches also carry each clip's index.
         native_resolution: Decode (and corrupt) at the file's resolution, see
             :class:`VideoFolderDataset`.
+        corruption_temporal: ``"consistent"`` (the same random draws in every frame) or
+            ``"independent"``, for the spatial corruptions of :meth:`corruption_datasets`.
+        corruption_params: Constants of the image corruptions: ``"cifar"``, ``"imagenet"`` or
+            ``None`` (by frame size: ImageNet-C above 64 pixels on the short side).
 
     Raises:
         ValueError: If an argument is not one of the allowed values (at construction), or a
@@ -708,9 +723,12 @@ class UCF101DataModule(_VideoDataModule):
         seed: int = 0,
         return_index: bool = False,
         native_resolution: bool = False,
+        corruption_temporal: str = "consistent",
+        corruption_params: str | None = None,
     ) -> None:
         super().__init__(frames_per_clip, frame_stride, image_size, resize_size, batch_size, num_workers,
-                         train_subset, test_subset, seed, return_index, native_resolution)
+                         train_subset, test_subset, seed, return_index, native_resolution, corruption_temporal,
+                         corruption_params)
         if fold not in (1, 2, 3) or isinstance(fold, bool):
             raise ValueError(f"`fold` must be 1, 2 or 3; got {fold!r}.")
         self.save_hyperparameters()
@@ -760,6 +778,8 @@ class VideoFolderDataModule(_VideoDataModule):
         seed: Seed of the subsets and of the corruptions.
         return_index: Training batches also carry each clip's index.
         native_resolution: Decode (and corrupt) at the file's resolution.
+        corruption_temporal: ``"consistent"`` or ``"independent"`` (see :class:`UCF101DataModule`).
+        corruption_params: ``"cifar"``, ``"imagenet"`` or ``None`` (see :class:`UCF101DataModule`).
 
     Raises:
         ValueError: If an argument is not one of the allowed values, or (at ``setup``) a split
@@ -788,9 +808,12 @@ class VideoFolderDataModule(_VideoDataModule):
         seed: int = 0,
         return_index: bool = False,
         native_resolution: bool = False,
+        corruption_temporal: str = "consistent",
+        corruption_params: str | None = None,
     ) -> None:
         super().__init__(frames_per_clip, frame_stride, image_size, resize_size, batch_size, num_workers,
-                         train_subset, test_subset, seed, return_index, native_resolution)
+                         train_subset, test_subset, seed, return_index, native_resolution, corruption_temporal,
+                         corruption_params)
         self.save_hyperparameters()
         self.data_dir = Path(data_dir)
         self.train_split, self.test_split, self.val_split = train_split, test_split, val_split

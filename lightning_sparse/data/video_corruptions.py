@@ -58,7 +58,7 @@ from typing import Any, Callable
 import numpy as np
 from torch.utils.data import Dataset
 
-from lightning_sparse.data.corruptions import ALL_CORRUPTIONS, CORRUPTIONS, corrupt
+from lightning_sparse.data.corruptions import ALL_CORRUPTIONS, CORRUPTIONS, PARAMS, corrupt
 
 __all__ = [
     "ALL_VIDEO_CORRUPTIONS",
@@ -98,6 +98,11 @@ def _check_clip(clip: object) -> np.ndarray:
     if clip.ndim != 4 or clip.shape[0] < 1 or clip.shape[3] not in (1, 3):
         raise ValueError(f"`clip` must have shape (T, H, W, C) with T >= 1 and C in (1, 3); got {clip.shape}.")
     return clip
+
+
+def _check_params(params: object) -> None:
+    if params is not None and params not in PARAMS:
+        raise ValueError(f"`params` must be None (by frame size), {' or '.join(map(repr, PARAMS))}; got {params!r}.")
 
 
 def drop_frames(clip: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
@@ -283,8 +288,7 @@ def corrupt_video(
         raise ValueError(f"`seed` must be None, a non-negative integer or a numpy.random.Generator; got {seed!r}.")
     if temporal not in TEMPORAL_MODES:
         raise ValueError(f"`temporal` must be one of {', '.join(TEMPORAL_MODES)}; got {temporal!r}.")
-    if params is not None and params not in ("cifar", "imagenet"):
-        raise ValueError(f"`params` must be None, 'cifar' or 'imagenet'; got {params!r}.")
+    _check_params(params)
     level = int(severity) - 1
     if name == "frame_drop":
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -313,6 +317,7 @@ class CorruptedVideoDataset(Dataset):
         severity: 1 to 5.
         seed: Non-negative integer; item ``i`` uses :meth:`item_seed` ``(i)``.
         temporal: ``"consistent"`` or ``"independent"`` (see :func:`corrupt_video`).
+        params: ``"cifar"``, ``"imagenet"`` or ``None`` (by frame size), as in :func:`corrupt_video`.
         transform: Applied to the corrupted ``uint8`` clip (e.g. the dataset's evaluation
             :class:`~lightning_sparse.data.video.VideoTransform`); ``None`` keeps it raw.
 
@@ -330,7 +335,7 @@ class CorruptedVideoDataset(Dataset):
     """
 
     def __init__(self, dataset: Any, name: str, severity: int, seed: int = 0, temporal: str = "consistent",
-                 transform: Callable[[np.ndarray], Any] | None = None) -> None:
+                 params: str | None = None, transform: Callable[[np.ndarray], Any] | None = None) -> None:
         if not callable(getattr(dataset, "raw", None)):
             raise ValueError(f"`dataset` must have a `raw(index)` method returning (uint8 clip, label); "
                              f"got {type(dataset).__name__}.")
@@ -342,8 +347,9 @@ class CorruptedVideoDataset(Dataset):
             raise ValueError(f"`seed` must be a non-negative integer (a fixed corrupted set); got {seed!r}.")
         if temporal not in TEMPORAL_MODES:
             raise ValueError(f"`temporal` must be one of {', '.join(TEMPORAL_MODES)}; got {temporal!r}.")
+        _check_params(params)
         self.dataset, self.name, self.severity = dataset, name, int(severity)
-        self.seed, self.temporal, self.transform = int(seed), temporal, transform
+        self.seed, self.temporal, self.params, self.transform = int(seed), temporal, params, transform
 
     def item_seed(self, index: int) -> int:
         """The corruption seed of item ``index``: a pure function of ``(seed, index)``."""
@@ -355,5 +361,6 @@ class CorruptedVideoDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         clip, label = self.dataset.raw(index)
-        clip = corrupt_video(clip, self.name, self.severity, seed=self.item_seed(index), temporal=self.temporal)
+        clip = corrupt_video(clip, self.name, self.severity, seed=self.item_seed(index), temporal=self.temporal,
+                             params=self.params)
         return (self.transform(clip) if self.transform is not None else clip), label
