@@ -29,3 +29,23 @@ __all__ += [
     "corrupt_video",
     "read_video_frames",
 ]
+
+from lightning_sparse.data.cifar import CIFAR10DataModule, CIFAR100DataModule  # noqa: E402
+from lightning_sparse.data.image_folder import ImageFolderDataModule, TinyImageNetDataModule  # noqa: E402
+from lightning_sparse.data.robustness import (  # noqa: E402
+    CIFARCDataset,
+    ImageNetCFolder,
+    SupportsCorruptions,
+    write_cifar_c,
+)
+
+__all__ += [
+    "CIFAR100DataModule",
+    "CIFAR10DataModule",
+    "CIFARCDataset",
+    "ImageFolderDataModule",
+    "ImageNetCFolder",
+    "SupportsCorruptions",
+    "TinyImageNetDataModule",
+    "write_cifar_c",
+]
