@@ -8,8 +8,8 @@ to clips and add corruptions of time and of the codec:
   frame-rate conversion, H.264/H.265 compression (CRF and bitrate) and bit errors;
 * Schiappa et al. 2022, "A Large-scale Robustness Analysis of Video Action Recognition Models"
   (CVPR 2023, arXiv:2207.01398): UCF101-P, HMDB51-P, Kinetics400-P, SSv2-P, with noise, blur,
-  digital (incl. H.264 CRF compression), camera motion and temporal corruptions (sampling rate,
-  reversal, jumbling, freezing).
+  digital, camera-motion and temporal perturbations (freezing, reversal, jumbling, box
+  jumbling).
 
 Here:
 
@@ -18,23 +18,25 @@ Here:
   corrupts every frame with the same seed, so the random draws (the noise field, snow layout,
   frost crop, glass-blur shuffles, elastic field) are the same in every frame and stay put like
   a fixed camera defect: frame ``t`` equals ``corrupt(clip[t], name, severity, seed)``.
-  ``temporal="independent"`` draws fresh randomness per frame (sensor noise that flickers), the
-  way both benchmarks' per-frame generators behave.
+  ``temporal="independent"`` draws fresh randomness per frame (sensor noise that flickers), as
+  Yi et al.'s generator does for its per-frame noise and rain; their fog, like ``"consistent"``,
+  lays one random map over the whole clip.
 * Temporal corruptions (:data:`TEMPORAL_CORRUPTIONS`), all keeping ``T``:
 
   - ``frame_drop``: a share ``0.12 * severity`` of the frames (never the first) is dropped and
-    the previous shown frame repeated: Schiappa et al.'s "freezing" (probability ``0.12 *
-    severity`` per frame). Deviation: the count is exact, ``round(share * (T - 1))``, and the
-    dropped sets are nested across severities for a given seed, so severity is monotone per clip.
+    the previous shown frame repeated: Schiappa et al.'s "freezing", where their released
+    generation script repeats the previous frame with probability ``0.12 * severity``.
+    Deviation: the count is exact, ``round(share * (T - 1))``, and the dropped sets are nested
+    across severities for a given seed, so severity is monotone per clip.
   - ``frame_rate``: the clip is converted to a lower frame rate and back, nearest frame each
     way (:func:`resample_frame_rate`): factors 20/30, 16/30, 12/30, 9/30, 6/30 of the source
     rate, Yi et al.'s Mini Kinetics-C targets of 20, 16, 12, 9 and 6 fps for 30 fps videos.
   - ``video_compression``: re-encoding with H.264 (libx264, through PyAV) at CRF 23, 30, 37, 44,
-    51, the ``h264_crf`` constants of Yi et al., also used by Schiappa et al.; decoded back to
-    RGB (which also applies 4:2:0 chroma subsampling). Deviations: the clip, not the whole video,
-    is encoded, at 25 fps with x264's ``medium`` preset in one thread (deterministic); where an
-    FFmpeg build lacks libx264 the MPEG-4 Part 2 encoder is used with a fixed quantiser of 4, 8,
-    14, 22, 31 (our choice, same direction).
+    51, the ``h264_crf`` constants of Yi et al.'s generator; decoded back to RGB (which also
+    applies 4:2:0 chroma subsampling). Deviations: the clip, not the whole video, is encoded, at
+    25 fps with x264's ``medium`` preset in one thread (deterministic); where an FFmpeg build
+    lacks libx264 the MPEG-4 Part 2 encoder is used with a fixed quantiser of 4, 8, 14, 22, 31
+    (our choice, same direction).
 
 :data:`VIDEO_CORRUPTIONS` is the default evaluation set: the 15 ImageNet-C benchmark
 corruptions and the 3 temporal ones; :data:`ALL_VIDEO_CORRUPTIONS` adds the 4 held-out image
@@ -82,7 +84,7 @@ TEMPORAL_MODES: tuple[str, ...] = ("consistent", "independent")
 # severity 1..5; sources in the module docstring
 FRAME_DROP_SHARES: tuple[float, ...] = (0.12, 0.24, 0.36, 0.48, 0.60)  # Schiappa et al., freezing
 FRAME_RATE_FACTORS: tuple[float, ...] = (20 / 30, 16 / 30, 12 / 30, 9 / 30, 6 / 30)  # Yi et al.
-H264_CRF: tuple[int, ...] = (23, 30, 37, 44, 51)  # Yi et al. h264_crf; Schiappa et al.
+H264_CRF: tuple[int, ...] = (23, 30, 37, 44, 51)  # Yi et al., h264_crf
 MPEG4_QSCALE: tuple[int, ...] = (4, 8, 14, 22, 31)  # fallback without libx264 (ours)
 CODECS: tuple[str, ...] = ("h264", "mpeg4")
 

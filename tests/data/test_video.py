@@ -133,7 +133,8 @@ def test_files_shorter_than_the_clip_are_padded(full_clip, pad):
     clip = read_video_frames(CLIPS[0], 100, pad=pad)
     assert clip.shape == (100, 288, 360, 3)
     assert np.array_equal(clip[:75], full_clip)
-    expected = {"loop": full_clip[:25], "edge": np.repeat(full_clip[-1:], 25, 0), "zeros": np.zeros_like(full_clip[:25])}
+    expected = {"loop": full_clip[:25], "edge": np.repeat(full_clip[-1:], 25, 0),
+                "zeros": np.zeros_like(full_clip[:25])}
     assert np.array_equal(clip[75:], expected[pad])
 
 
