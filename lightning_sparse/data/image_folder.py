@@ -61,7 +61,7 @@ def decode_rgb(data: bytes) -> np.ndarray:
         import io
 
         with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGB"))
 
 
 _ZIP_HANDLES: dict[tuple[str, int, int], zipfile.ZipFile] = {}

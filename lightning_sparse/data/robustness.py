@@ -197,7 +197,7 @@ class ImageNetCFolder(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         with Image.open(self.files[index]) as im:
-            image = np.asarray(im.convert("RGB"))
+            image = np.array(im.convert("RGB"))  # writable: torch.from_numpy warns otherwise
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.labels[index])
@@ -265,7 +265,8 @@ def write_cifar_c(
         seed: Non-negative seed of :class:`CorruptedDataset`.
         params: ``"cifar"``, ``"imagenet"`` or ``None`` (by image size), as in ``corrupt``.
         progress: Log one line per corruption through ``rank_zero_info``.
-        num_workers: Worker processes (0: in this process).
+        num_workers: Worker processes (0: in this process), started the platform's default way
+            (fork on Linux up to Python 3.13, like DataLoader workers).
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -300,8 +301,7 @@ def write_cifar_c(
         _save_atomic(label_path, all_labels)
     shape = (5 * n, *images.shape[1:])
     chunk = max(1, -(-n // max(1, 4 * num_workers)))
-    pool = (ProcessPoolExecutor(num_workers, mp_context=get_context("spawn"))
-            if num_workers > 0 else None)
+    pool = ProcessPoolExecutor(num_workers, mp_context=get_context()) if num_workers > 0 else None
     try:
         for name in names:
             path = out / f"{name}.npy"
