@@ -120,7 +120,9 @@ class _ArrayPool:
         for i in idx[~self.decoded[idx]]:
             image = decode_rgb(self.source.read(self.files[i]))
             if image.shape != _IMAGE_SHAPE:
-                raise ValueError(f"{self.source}/{self.files[i]} must be a 32x32 RGB image, got shape {image.shape}.")
+                raise ValueError(
+                    f"{self.source}/{self.files[i]} must be a 32x32 RGB image, got shape {image.shape}."
+                )
             self.images[i] = image
         self.decoded[idx] = True
 
@@ -162,8 +164,8 @@ class _CIFARDataModule(ImageDataModuleBase):
         cache_corrupted: bool = True,
         corruption_seed: int = 0,
     ) -> None:
-        super().__init__(data_dir, batch_size, num_workers, val_split, augment, seed, train_subset, test_subset,
-                         return_index, corrupted_dir, cache_corrupted, corruption_seed, "cifar")
+        super().__init__(data_dir, batch_size, num_workers, val_split, augment, seed, train_subset,
+                         test_subset, return_index, corrupted_dir, cache_corrupted, corruption_seed, "cifar")
         self.download = download
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         if self.cache_dir is not None and self.cache_dir.resolve() == self.data_dir.resolve():
@@ -213,7 +215,9 @@ class _CIFARDataModule(ImageDataModuleBase):
         """The class names in label order; CIFAR-10's must be its 10 standard ones."""
         if self.num_classes == 10:
             if sorted(names) != sorted(CIFAR10_CLASSES):
-                raise ValueError(f"{where} must hold the 10 CIFAR-10 classes {list(CIFAR10_CLASSES)}, got {names}.")
+                raise ValueError(
+                    f"{where} must hold the 10 CIFAR-10 classes {list(CIFAR10_CLASSES)}, got {names}."
+                )
             return list(CIFAR10_CLASSES)
         if len(set(names)) != self.num_classes:
             raise ValueError(f"{where} must hold {self.num_classes} classes, got {len(set(names))}.")
@@ -286,7 +290,9 @@ class _CIFARDataModule(ImageDataModuleBase):
             tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npz")
             np.savez(tmp, images=pool.images, labels=labels, classes=np.asarray(classes))
             os.replace(tmp, cache)
-            rank_zero_info(f"{type(self).__name__}: decoded {len(labels)} {split} images of {source} into {cache}")
+            rank_zero_info(
+                f"{type(self).__name__}: decoded {len(labels)} {split} images of {source} into {cache}"
+            )
         return pool
 
     # transforms

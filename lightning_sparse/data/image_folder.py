@@ -338,7 +338,7 @@ class ImageDataModuleBase(CorruptionsMixin, L.LightningDataModule):
 
     @property
     def num_classes(self) -> int:
-        """Number of classes (known after ``setup``; fixed for CIFAR)."""
+        """Number of classes."""
         return len(self.classes)
 
     def _subset(self, labels: np.ndarray, n: int | None, arg: str, tag: int) -> np.ndarray:
@@ -357,13 +357,15 @@ class ImageDataModuleBase(CorruptionsMixin, L.LightningDataModule):
             val = self._pool("val")
             pool_idx = np.arange(len(train.labels))
             if val is None and self.val_split:
-                n_val = self.val_split if isinstance(self.val_split, int) else round(self.val_split * len(pool_idx))
+                n_val = (self.val_split if isinstance(self.val_split, int)
+                         else round(self.val_split * len(pool_idx)))
                 if n_val >= len(pool_idx):
                     raise ValueError(
                         f"`val_split` must leave training images: the training split has {len(pool_idx)}, "
                         f"got {self.val_split!r} ({n_val} images)."
                     )
-                val_idx, pool_idx = stratified_take(train.labels, n_val, np.random.default_rng([self.seed, 0]))
+                rng = np.random.default_rng([self.seed, 0])
+                val_idx, pool_idx = stratified_take(train.labels, n_val, rng)
                 self.val_dataset = train.subset(val_idx, self._eval_transform(), False)
             elif val is not None:
                 self.val_dataset = val.subset(np.arange(len(val.labels)), self._eval_transform(), False)
@@ -408,7 +410,8 @@ class _FilePool:
         self.source, self.files, self.labels = source, files, labels
 
     def subset(self, idx: np.ndarray, transform: Any, return_index: bool) -> FileImages:
-        return FileImages(self.source, [self.files[i] for i in idx], self.labels[idx], idx, transform, return_index)
+        files = [self.files[i] for i in idx]
+        return FileImages(self.source, files, self.labels[idx], idx, transform, return_index)
 
 
 class ImageFolderDataModule(ImageDataModuleBase):
@@ -455,6 +458,21 @@ class ImageFolderDataModule(ImageDataModuleBase):
         ValueError: If an argument is out of range (at construction) or a subset is larger than
             its split (in ``setup``).
         FileNotFoundError: In ``setup``, if ``data_dir`` holds no ``train`` or test split.
+
+    Examples:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for split in ("train", "val"):
+        ...     for c in ("cat", "dog"):
+        ...         (root / split / c).mkdir(parents=True)
+        ...         Image.new("RGB", (48, 40)).save(root / split / c / "0.png")
+        >>> dm = ImageFolderDataModule(str(root), image_size=32, batch_size=2)
+        >>> dm.num_classes, dm.classes
+        (2, ['cat', 'dog'])
+        >>> dm.setup("test")  # no `test` folder: `val` is the test split
+        >>> x, y = dm.test_dataset[1]
+        >>> tuple(x.shape), y
+        ((3, 32, 32), 1)
     """
 
     def __init__(
@@ -477,8 +495,9 @@ class ImageFolderDataModule(ImageDataModuleBase):
         corruption_seed: int = 0,
         corruption_params: str | None = None,
     ) -> None:
-        super().__init__(data_dir, batch_size, num_workers, val_split, augment, seed, train_subset, test_subset,
-                         return_index, corrupted_dir, cache_corrupted, corruption_seed, corruption_params)
+        super().__init__(data_dir, batch_size, num_workers, val_split, augment, seed, train_subset,
+                         test_subset, return_index, corrupted_dir, cache_corrupted, corruption_seed,
+                         corruption_params)
         if preset not in PRESETS:
             raise ValueError(f"`preset` must be one of {list(PRESETS)}, got {preset!r}.")
         if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
@@ -491,6 +510,7 @@ class ImageFolderDataModule(ImageDataModuleBase):
         self.std = std
         self.save_hyperparameters()
         self._pools: dict[str, Any] = {}
+        self._sources: dict[str, FileSource | None] | None = None
 
     def _train_transform(self) -> Callable[[Any], Any]:
         return train_transform(self.preset, self.image_size, self.mean, self.std)
@@ -507,7 +527,20 @@ class ImageFolderDataModule(ImageDataModuleBase):
         return _Compose(center_crop_transform(size, size), normalize_transform(mean, std))
 
     def _splits(self) -> dict[str, FileSource | None]:
-        return {split: find_split(self.data_dir, split) for split in _SPLITS}
+        if self._sources is None or any(s is None for s in self._sources.values()):
+            self._sources = {split: find_split(self.data_dir, split) for split in _SPLITS}
+        return self._sources
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes: the class folders of ``train`` (scanned on first access)."""
+        if not self.classes:
+            sources = self._splits()
+            source = sources["train"] or sources["test"] or sources["val"]
+            if source is None:
+                raise self._missing("training split")
+            self.classes = list(scan_classes(source))
+        return len(self.classes)
 
     def _missing(self, what: str) -> FileNotFoundError:
         return FileNotFoundError(
@@ -617,8 +650,11 @@ class TinyImageNetDataModule(ImageFolderDataModule):
             wnids = [n.split("/")[1] for n in files]
         else:
             if not root.exists("val/val_annotations.txt"):
-                raise FileNotFoundError(f"{root}: `val/val_annotations.txt` is missing (Tiny-ImageNet layout).")
-            rows = [line.split("\t") for line in root.read("val/val_annotations.txt").decode().splitlines() if line]
+                raise FileNotFoundError(
+                    f"{root}: `val/val_annotations.txt` is missing (Tiny-ImageNet layout)."
+                )
+            text = root.read("val/val_annotations.txt").decode()
+            rows = [line.split("\t") for line in text.splitlines() if line]
             rows.sort()
             files = [f"val/images/{r[0]}" for r in rows]
             wnids = [r[1] for r in rows]

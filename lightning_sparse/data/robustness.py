@@ -419,26 +419,39 @@ class CorruptionsMixin:
                           ) -> Iterator[tuple[str, int, Dataset]]:
         raw, source_indices = self._corruption_base()
         transform = self._corruption_transform()
-        root = None if self.corrupted_dir is None else Path(self.corrupted_dir)
-        for name in names:
-            if root is None:
+        if self.corrupted_dir is None:
+            for name in names:
                 for s in levels:
                     yield name, s, CorruptedDataset(raw, name, s, seed=self.corruption_seed,
                                                     params=self.corruption_params, transform=transform)
-                continue
-            if not (root / f"{name}.npy").is_file() and (root / name).is_dir():
-                for s in levels:
-                    yield name, s, ImageNetCFolder(root, name, s, transform, classes=self.classes)
-                continue
-            if not (root / f"{name}.npy").is_file():
-                if not self.cache_corrupted:
-                    raise FileNotFoundError(
-                        f"`corrupted_dir` ({root}) holds neither `{name}.npy` (CIFAR-C layout) nor "
-                        f"`{name}/<severity>/<wnid>/` (ImageNet-C layout), and `cache_corrupted` is False."
-                    )
-                write_cifar_c(raw, root, [name], seed=self.corruption_seed, params=self.corruption_params)
+            return
+        root = Path(self.corrupted_dir)
+        self._write_missing(root, names, raw)
+        for name in names:
             for s in levels:
-                yield name, s, self._match(CIFARCDataset(root, name, s, transform), raw, source_indices)
+                if (root / f"{name}.npy").is_file():
+                    yield name, s, self._match(CIFARCDataset(root, name, s, transform), raw, source_indices)
+                else:
+                    yield name, s, ImageNetCFolder(root, name, s, transform, classes=self.classes)
+
+    def _write_missing(self, root: Path, names: tuple[str, ...], raw: Any) -> None:
+        """Write the corruptions missing from ``root`` once: on global rank 0, the others wait."""
+        missing = [n for n in names if not (root / f"{n}.npy").is_file() and not (root / n).is_dir()]
+        trainer = getattr(self, "trainer", None)
+        distributed = trainer is not None and trainer.world_size > 1
+        if distributed:  # rank 0 decides, so that every rank reaches the same barrier
+            missing = trainer.strategy.broadcast(missing, src=0)
+        if not missing:
+            return
+        if not self.cache_corrupted:
+            raise FileNotFoundError(
+                f"`corrupted_dir` ({root}) holds neither `{missing[0]}.npy` (CIFAR-C layout) nor "
+                f"`{missing[0]}/<severity>/<wnid>/` (ImageNet-C layout), and `cache_corrupted` is False."
+            )
+        if not distributed or trainer.is_global_zero:
+            write_cifar_c(raw, root, missing, seed=self.corruption_seed, params=self.corruption_params)
+        if distributed:
+            trainer.strategy.barrier("write_cifar_c")
 
     @staticmethod
     def _match(data: CIFARCDataset, raw: Any, source_indices: np.ndarray | None) -> Dataset:

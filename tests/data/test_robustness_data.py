@@ -255,3 +255,25 @@ def test_with_the_robustness_callback(tmp_path):
     trainer.test(task, datamodule=dm, verbose=False)
     assert set(cb.summary.corruption_accuracy) == {"contrast", "impulse_noise"}
     assert (tmp_path / "out" / "robustness.csv").is_file()
+
+
+def test_under_ddp_only_global_rank_zero_writes(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    _write_cifar10(tmp_path / "data")
+    cache = tmp_path / "cache"
+    events = []
+    rank0 = CIFAR10DataModule(str(tmp_path / "data"), corrupted_dir=str(cache))
+
+    def barrier(name):  # rank 0 finishes its files while rank 1 waits here
+        events.append(("barrier", name))
+        write_cifar_c(rank0._corruption_base()[0], cache, ["contrast"], progress=False)
+
+    strategy = SimpleNamespace(broadcast=lambda obj, src: events.append(("broadcast", obj)) or obj, barrier=barrier)
+    rank1 = CIFAR10DataModule(str(tmp_path / "data"), corrupted_dir=str(cache))
+    rank1.trainer = SimpleNamespace(world_size=2, is_global_zero=False, strategy=strategy)
+    monkeypatch.setattr(robustness_module, "write_cifar_c", lambda *a, **k: pytest.fail("rank 1 wrote"))
+    rank1.setup("test")
+    (_, _, data), = rank1.corruption_datasets(["contrast"], [1])
+    assert events == [("broadcast", ["contrast"]), ("barrier", "write_cifar_c")]
+    assert isinstance(data, CIFARCDataset) and len(data) == 20
