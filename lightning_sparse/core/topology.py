@@ -3,7 +3,7 @@
 ``prune_and_grow`` drops the ``k`` lowest-scoring active units and grows the ``k`` highest-scoring
 units that are inactive after the drop (so a just-dropped unit may come straight back, as in RigL,
 Evci et al. 2020, arXiv:1911.11134). Counts are exact; ties are broken by a seeded random
-permutation, so the same generator state gives the same topology on every rank.
+choice, so the same generator state gives the same topology on every rank.
 
 Torch only: this module never imports Lightning.
 """
@@ -19,7 +19,9 @@ from torch import Tensor
 def select_topk(score: Tensor, k: int, generator: torch.Generator, candidates: Tensor | None = None) -> Tensor:
     """Bool mask of the ``k`` highest-scoring candidates (ties in a seeded random order).
 
-    ``k`` is clipped to the number of candidates; NaN scores rank last.
+    ``k`` is clipped to the number of candidates; NaN scores rank last. Runs in linear time: one
+    ``topk`` finds the k-th largest value, every candidate above it is taken, and the remaining
+    places go to a seeded random choice among the candidates equal to it.
 
     Examples:
         >>> g = torch.Generator().manual_seed(0)
@@ -28,18 +30,25 @@ def select_topk(score: Tensor, k: int, generator: torch.Generator, candidates: T
     """
     flat = score.detach().flatten()
     out = torch.zeros(flat.shape, dtype=torch.bool, device=flat.device)
-    idx = candidates.flatten().nonzero().squeeze(1) if candidates is not None else torch.arange(flat.numel(), device=flat.device)
+    if candidates is None:
+        idx = torch.arange(flat.numel(), device=flat.device)
+    else:
+        idx = candidates.flatten().to(flat.device).nonzero().squeeze(1)
     k = max(0, min(int(k), idx.numel()))
     if k == 0:
         return out.view(score.shape)
     if k == idx.numel():
         out[idx] = True
         return out.view(score.shape)
-    perm = torch.randperm(idx.numel(), generator=generator).to(flat.device)
-    idx = idx[perm]
     values = torch.nan_to_num(flat[idx].float(), nan=-float("inf"))
-    order = torch.sort(values, descending=True, stable=True).indices[:k]
-    out[idx[order]] = True
+    threshold = torch.topk(values, k, sorted=False).values.min()
+    above = values > threshold
+    out[idx[above]] = True
+    tied = idx[values == threshold]
+    need = k - int(above.sum())
+    if need > 0:
+        pick = torch.randperm(tied.numel(), generator=generator)[:need].to(flat.device)
+        out[tied[pick]] = True
     return out.view(score.shape)
 
 
