@@ -1,51 +1,54 @@
-"""LightningDataModules for the datasets used by the recipes."""
+"""LightningDataModules, corruptions and corrupted test sets for the recipes."""
 
+from lightning_sparse.data.cifar import CIFAR10DataModule, CIFAR100DataModule
+from lightning_sparse.data.corruptions import (
+    ALL_CORRUPTIONS,
+    CORRUPTIONS,
+    EXTRA_CORRUPTIONS,
+    Corrupt,
+    CorruptedDataset,
+    corrupt,
+)
 from lightning_sparse.data.digits import DigitsDataModule
-
-__all__ = ["DigitsDataModule"]
-
-from lightning_sparse.data.video import (  # noqa: E402
+from lightning_sparse.data.image_folder import ImageFolderDataModule, TinyImageNetDataModule
+from lightning_sparse.data.robustness import CIFARCDataset, ImageNetCFolder, SupportsCorruptions, write_cifar_c
+from lightning_sparse.data.video import (
     UCF101DataModule,
     VideoFolderDataModule,
     VideoFolderDataset,
     VideoTransform,
     read_video_frames,
 )
-from lightning_sparse.data.video_corruptions import (  # noqa: E402
+from lightning_sparse.data.video_corruptions import (
     ALL_VIDEO_CORRUPTIONS,
     VIDEO_CORRUPTIONS,
     CorruptedVideoDataset,
     corrupt_video,
 )
 
-__all__ += [
+__all__ = [
+    "ALL_CORRUPTIONS",
     "ALL_VIDEO_CORRUPTIONS",
-    "VIDEO_CORRUPTIONS",
-    "CorruptedVideoDataset",
-    "UCF101DataModule",
-    "VideoFolderDataModule",
-    "VideoFolderDataset",
-    "VideoTransform",
-    "corrupt_video",
-    "read_video_frames",
-]
-
-from lightning_sparse.data.cifar import CIFAR10DataModule, CIFAR100DataModule  # noqa: E402
-from lightning_sparse.data.image_folder import ImageFolderDataModule, TinyImageNetDataModule  # noqa: E402
-from lightning_sparse.data.robustness import (  # noqa: E402
-    CIFARCDataset,
-    ImageNetCFolder,
-    SupportsCorruptions,
-    write_cifar_c,
-)
-
-__all__ += [
     "CIFAR100DataModule",
     "CIFAR10DataModule",
     "CIFARCDataset",
+    "CORRUPTIONS",
+    "Corrupt",
+    "CorruptedDataset",
+    "CorruptedVideoDataset",
+    "DigitsDataModule",
+    "EXTRA_CORRUPTIONS",
     "ImageFolderDataModule",
     "ImageNetCFolder",
     "SupportsCorruptions",
     "TinyImageNetDataModule",
+    "UCF101DataModule",
+    "VIDEO_CORRUPTIONS",
+    "VideoFolderDataModule",
+    "VideoFolderDataset",
+    "VideoTransform",
+    "corrupt",
+    "corrupt_video",
+    "read_video_frames",
     "write_cifar_c",
 ]
