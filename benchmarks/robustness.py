@@ -99,7 +99,7 @@ def run_one(args: argparse.Namespace, method: str, sparsity: float, seed: int, o
         train_subset=args.train_subset, test_subset=args.test_subset, cache_dir=str(Path(args.cache_dir) / "cifar10"),
         corrupted_dir=str(Path(args.cache_dir) / f"cifar10c_test{args.test_subset or 'all'}"), cache_corrupted=True,
     )
-    robust = CorruptionRobustness(output_dir=str(out / f"{method}_{sparsity}_{seed}"), plot=False)
+    robust = CorruptionRobustness(output_dir=str(out / f"{method}_{sparsity}_{seed}"), plot=seed == args.seeds[0])
     callbacks = [robust]
     if method != "dense":
         callbacks.insert(0, DynamicSparseTraining(method=method, sparsity=sparsity, distribution="erk",
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     if args.accelerator == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
-    out = Path(args.cache_dir) / "robustness_runs"
+    out = Path(args.cache_dir) / "robustness_runs"  # per run: robustness.csv (+ .png for the first seed)
     start = time.perf_counter()
     results: dict[tuple[str, float], dict[int, tuple[float, float]]] = {}
     configs = [("dense", 0.0)] + [(m, s) for m in args.methods for s in args.sparsities]

@@ -128,7 +128,7 @@ class CorruptionRobustness(Callback):
             out = self._output_dir(trainer)
             self._write_csv(out / "robustness.csv", summary)
             if self.plot:
-                self._plot(out / "robustness.png", summary)
+                plot_robustness(summary, out / "robustness.png")
             rank_zero_info(
                 f"CorruptionRobustness: clean acc {clean:.4f}, robust acc {summary.robust_accuracy:.4f} over "
                 f"{len(accuracy)} corruptions x {len(self.severities)} severities; results in {out}."
@@ -176,30 +176,31 @@ class CorruptionRobustness(Callback):
                              "error": 1 - summary.robust_accuracy, "ce": "" if summary.mce is None else summary.mce,
                              "relative_ce": "" if summary.relative_mce is None else summary.relative_mce})
 
-    @staticmethod
-    def _plot(path: Path, summary: RobustnessSummary) -> None:
-        os.environ.setdefault("MPLBACKEND", "Agg")
-        import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+def plot_robustness(summary: RobustnessSummary, path: str | Path) -> None:
+    """Save accuracy against severity, one panel per corruption family, as a PNG."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib
 
-        families = [(f, [c for c in names if c in summary.accuracy]) for f, names in CORRUPTION_FAMILIES.items()]
-        other = [c for c in summary.accuracy if not any(c in names for _, names in CORRUPTION_FAMILIES.items())]
-        families = [(f, cs) for f, cs in families + [("other", other)] if cs]
-        fig, axes = plt.subplots(1, len(families), figsize=(4 * len(families), 3.4), sharey=True, squeeze=False)
-        for ax, (family, names) in zip(axes[0], families):
-            for name in names:
-                sev = sorted(summary.accuracy[name])
-                ax.plot(sev, [summary.accuracy[name][s] for s in sev], marker="o", label=name)
-            ax.axhline(summary.clean_accuracy, color="black", linestyle="--", linewidth=1, label="clean")
-            ax.set_title(family)
-            ax.set_xlabel("severity")
-            ax.set_xticks(range(1, 6))
-            ax.legend(fontsize=7)
-        axes[0][0].set_ylabel("accuracy")
-        fig.suptitle(f"robust accuracy {summary.robust_accuracy:.3f} (clean {summary.clean_accuracy:.3f})")
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    families = [(f, [c for c in names if c in summary.accuracy]) for f, names in CORRUPTION_FAMILIES.items()]
+    other = [c for c in summary.accuracy if not any(c in names for _, names in CORRUPTION_FAMILIES.items())]
+    families = [(f, cs) for f, cs in families + [("other", other)] if cs]
+    fig, axes = plt.subplots(1, len(families), figsize=(4 * len(families), 3.4), sharey=True, squeeze=False)
+    for ax, (family, names) in zip(axes[0], families):
+        for name in names:
+            sev = sorted(summary.accuracy[name])
+            ax.plot(sev, [summary.accuracy[name][s] for s in sev], marker="o", label=name)
+        ax.axhline(summary.clean_accuracy, color="black", linestyle="--", linewidth=1, label="clean")
+        ax.set_title(family)
+        ax.set_xlabel("severity")
+        ax.set_xticks(range(1, 6))
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("accuracy")
+    fig.suptitle(f"robust accuracy {summary.robust_accuracy:.3f} (clean {summary.clean_accuracy:.3f})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 

@@ -5,6 +5,7 @@ from lightning_sparse.metrics.corruption import (
     CORRUPTION_FAMILIES,
     RobustnessSummary,
     corruption_error,
+    read_robustness_csv,
     relative_corruption_error,
     summarize_robustness,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "CORRUPTION_FAMILIES",
     "RobustnessSummary",
     "corruption_error",
+    "read_robustness_csv",
     "relative_corruption_error",
     "summarize_robustness",
 ]

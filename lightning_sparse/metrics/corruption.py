@@ -110,6 +110,21 @@ class RobustnessSummary:
         return out
 
 
+def read_robustness_csv(path: str) -> RobustnessSummary:
+    """Read back the ``robustness.csv`` written by ``CorruptionRobustness`` (per-severity rows;
+    the derived columns are recomputed from them, without reference errors)."""
+    import csv
+
+    clean, accuracy = float("nan"), {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["corruption"] == "clean":
+                clean = float(row["accuracy"])
+            elif row["severity"].isdigit():
+                accuracy.setdefault(row["corruption"], {})[int(row["severity"])] = float(row["accuracy"])
+    return summarize_robustness(clean, accuracy)
+
+
 def summarize_robustness(
     clean_accuracy: float,
     accuracy: Mapping[str, Mapping[int, float]],

@@ -7,7 +7,7 @@ from helpers import TinyNet
 from lightning.pytorch import Trainer, seed_everything
 
 from lightning_sparse.callbacks import CorruptionRobustness, DynamicSparseTraining
-from lightning_sparse.metrics import summarize_robustness
+from lightning_sparse.metrics import read_robustness_csv, summarize_robustness
 
 
 def accuracy(model, ds):
@@ -52,6 +52,9 @@ def test_end_to_end_numbers_csv_plot_and_logged_metrics(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "out" / "robustness.csv")))
     assert rows[0]["corruption"] == "clean" and float(rows[0]["accuracy"]) == pytest.approx(clean)
     assert {(r["corruption"], r["severity"]) for r in rows} >= {("noise", "1"), ("zero", "5"), ("mean_corruption", "mean")}
+    back = read_robustness_csv(str(tmp_path / "out" / "robustness.csv"))
+    assert back.clean_accuracy == pytest.approx(s.clean_accuracy)
+    assert back.robust_accuracy == pytest.approx(s.robust_accuracy)
     png = (tmp_path / "out" / "robustness.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 

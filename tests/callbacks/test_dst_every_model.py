@@ -1,0 +1,39 @@
+"""The DST callback attaches to every registered model (one RigL update on a tiny input)."""
+
+import pytest
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_sparse.callbacks import DynamicSparseTraining
+from lightning_sparse.models import create_model, list_models
+
+
+class Wrap(LightningModule):
+    def __init__(self, name):
+        super().__init__()
+        self.model = create_model(name, num_classes=3)
+        size = self.model.example_input_size
+        g = torch.Generator().manual_seed(0)
+        self.data = TensorDataset(torch.randn(4, *size, generator=g), torch.randint(0, 3, (4,), generator=g))
+
+    def training_step(self, batch, batch_idx):
+        return torch.nn.functional.cross_entropy(self.model(batch[0]), batch[1])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01, momentum=0.9)
+
+    def train_dataloader(self):
+        return DataLoader(self.data, batch_size=2)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_rigl_update_on_every_model(name, tmp_path):
+    module = Wrap(name)
+    dst = DynamicSparseTraining(method="rigl", sparsity=0.5, update_interval=1, stop_step=2, summary=False)
+    Trainer(default_root_dir=tmp_path, max_steps=2, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, callbacks=[dst]).fit(module)
+    assert dst._num_updates == 1
+    assert dst.global_density == pytest.approx(0.5, abs=0.01)
+    params = dict(module.named_parameters())
+    assert all(not params[n][~m].any() for n, m in dst.masks.items())
