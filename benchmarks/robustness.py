@@ -95,7 +95,9 @@ def run_one(args: argparse.Namespace, method: str, sparsity: float, seed: int, o
     model = ImageClassifier(backbone=args.model, backbone_kwargs=kwargs, num_classes=10, optimizer="sgd",
                             lr=args.lr, momentum=0.9, nesterov=True, weight_decay=5e-4, scheduler="cosine")
     dm = CIFAR10DataModule(
-        data_dir=args.data_dir, batch_size=args.batch_size, val_split=0, augment=True, seed=seed,
+        # the data subsets are fixed (seed 0) so that every run is scored on the same test images;
+        # the run's seed changes the initialisation, the masks and the augmentation / batch order
+        data_dir=args.data_dir, batch_size=args.batch_size, val_split=0, augment=True, seed=0,
         train_subset=args.train_subset, test_subset=args.test_subset, cache_dir=str(Path(args.cache_dir) / "cifar10"),
         corrupted_dir=str(Path(args.cache_dir) / f"cifar10c_test{args.test_subset or 'all'}"), cache_corrupted=True,
     )

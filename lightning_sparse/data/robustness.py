@@ -232,6 +232,13 @@ def _gather(base: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
+def _fingerprint(images: np.ndarray) -> np.ndarray:
+    """One int64 per image (a position-weighted pixel sum): tells two test sets apart even when
+    their labels agree, e.g. two stratified subsets of the same size."""
+    flat = images.reshape(len(images), -1).astype(np.int64)
+    return flat @ (np.arange(flat.shape[1], dtype=np.int64) % 251 + 1)
+
+
 def _save_atomic(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
@@ -299,6 +306,15 @@ def write_cifar_c(
             )
     else:
         _save_atomic(label_path, all_labels)
+    source_path = out / "source.npy"  # fingerprints of the clean images (not in published sets)
+    if source_path.is_file():
+        if not np.array_equal(np.load(source_path), _fingerprint(images)):
+            raise ValueError(
+                f"`out_dir` ({out}) already holds a CIFAR-C set made from other images than `base` "
+                "(same labels, other pixels: another subset or seed): choose an empty directory."
+            )
+    else:
+        _save_atomic(source_path, _fingerprint(images))
     shape = (5 * n, *images.shape[1:])
     chunk = max(1, -(-n // max(1, 4 * num_workers)))
     pool = ProcessPoolExecutor(num_workers, mp_context=get_context()) if num_workers > 0 else None
@@ -457,11 +473,23 @@ class CorruptionsMixin:
     def _match(data: CIFARCDataset, raw: Any, source_indices: np.ndarray | None) -> Dataset:
         """The CIFAR-C set as is when it is the test split, else its ``source_indices`` subset."""
         labels = np.asarray(raw.labels)
-        if len(data) == len(labels) and np.array_equal(data.labels, labels):
+        source = Path(data.path).with_name("source.npy")  # written by write_cifar_c, not published
+        stored = np.load(source) if source.is_file() else None
+        current = _fingerprint(_gather(raw)[0]) if stored is not None else None
+        if len(data) == len(labels) and np.array_equal(data.labels, labels) and (
+            stored is None or np.array_equal(stored, current)
+        ):
             return data
         if source_indices is not None and len(data) > int(source_indices.max()) \
-                and np.array_equal(data.labels[source_indices], labels):
+                and np.array_equal(data.labels[source_indices], labels) \
+                and (stored is None or np.array_equal(stored[source_indices], current)):
             return Subset(data, source_indices.tolist())
+        if stored is not None:
+            raise ValueError(
+                f"{data.path} was generated from other test images than this DataModule's test split "
+                f"({len(labels)} images; another subset, seed or source). Point `corrupted_dir` at an "
+                "empty directory (or the published files)."
+            )
         raise ValueError(
             f"{data.path} ({len(data)} images per severity) does not match the test split "
             f"({len(labels)} images; labels differ): it was written for another split, subset or "

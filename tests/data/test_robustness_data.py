@@ -124,7 +124,7 @@ def test_write_cifar_c_round_trip_and_resume(tmp_path, monkeypatch):
     clean = _clean()
     names = ["gaussian_noise", "pixelate"]
     out = write_cifar_c(clean, tmp_path / "c", names, seed=3, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["gaussian_noise.npy", "labels.npy", "pixelate.npy"]
+    assert sorted(p.name for p in out.iterdir()) == ["gaussian_noise.npy", "labels.npy", "pixelate.npy", "source.npy"]
     assert np.load(out / "labels.npy").tolist() == [c[1] for c in clean] * 5
     for name in names:
         assert np.load(out / f"{name}.npy", mmap_mode="r").shape == (30, 32, 32, 3)
@@ -191,7 +191,7 @@ def test_cached_and_published_files(tmp_path):
     dm = CIFAR10DataModule(str(tmp_path / "data"), test_subset=10, corrupted_dir=str(cache))
     fly = CIFAR10DataModule(str(tmp_path / "data"), test_subset=10)
     cached = list(dm.corruption_datasets(["contrast", "shot_noise"], [2, 4]))
-    assert sorted(p.name for p in cache.iterdir()) == ["contrast.npy", "labels.npy", "shot_noise.npy"]
+    assert sorted(p.name for p in cache.iterdir()) == ["contrast.npy", "labels.npy", "shot_noise.npy", "source.npy"]
     for (name, s, a), (_, _, b) in zip(cached, fly.corruption_datasets(["contrast", "shot_noise"], [2, 4])):
         assert isinstance(a, CIFARCDataset) and len(a) == 10
         for i in range(10):
@@ -213,8 +213,26 @@ def test_cached_and_published_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="neither `contrast.npy`.*`cache_corrupted` is False"):
         list(sub.corruption_datasets(["contrast"]))
     np.save(published / "labels.npy", np.zeros(100, np.int64))  # another test set's files
+    with pytest.raises(ValueError, match="generated from other test images"):
+        list(sub.corruption_datasets(["fog"], [1]))
+    (published / "source.npy").unlink()  # as published: labels are all there is to check
     with pytest.raises(ValueError, match="does not match the test split"):
         list(sub.corruption_datasets(["fog"], [1]))
+
+
+def test_a_cache_made_from_another_subset_is_refused(tmp_path):
+    """Two stratified subsets of one size share their labels: the pixels must decide."""
+    _write_cifar10(tmp_path / "data", n_test=40)
+    cache = str(tmp_path / "cache")
+    a = CIFAR10DataModule(str(tmp_path / "data"), test_subset=10, seed=0, corrupted_dir=cache)
+    list(a.corruption_datasets(["contrast"], [1]))
+    b = CIFAR10DataModule(str(tmp_path / "data"), test_subset=10, seed=1, corrupted_dir=cache)
+    b.setup("test")
+    assert np.array_equal(np.sort(a.test_dataset.labels), np.sort(b.test_dataset.labels))
+    with pytest.raises(ValueError, match="generated from other test images"):
+        list(b.corruption_datasets(["contrast"], [1]))
+    with pytest.raises(ValueError, match="already holds a CIFAR-C set .*choose an empty directory"):
+        write_cifar_c(b._corruption_base()[0], cache, ["fog"], progress=False)
 
 
 def test_image_folder_reads_imagenet_c_folders_in_its_class_order(tmp_path):
