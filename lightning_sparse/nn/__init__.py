@@ -1,0 +1,9 @@
+"""Truly sparse layers (torch only): CSR weights trained with sparse kernels.
+
+See "Nerva: a Truly Sparse Implementation of Neural Networks" (Wesselink et al., 2024,
+arXiv:2407.17437).
+"""
+
+from lightning_sparse.nn.sparse_linear import SparseLinear, csr_structure, transpose_structure
+
+__all__ = ["SparseLinear", "csr_structure", "transpose_structure"]

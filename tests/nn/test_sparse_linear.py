@@ -1,0 +1,182 @@
+"""SparseLinear against the masked dense layer it replaces (Nerva, arXiv:2407.17437)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_sparse.nn import SparseLinear
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta"),
+    pytest.mark.filterwarnings("ignore:Sparse invariant checks are implicitly disabled"),
+]
+
+
+def _random_mask(out_features: int, in_features: int, density: float, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    mask = torch.rand(out_features, in_features, generator=gen) < density
+    if density < 1.0:
+        mask[1] = False  # an all-zero row
+    return mask
+
+
+def _dense_and_sparse(in_f: int, out_f: int, density: float, dtype=torch.float32, bias=True):
+    torch.manual_seed(0)
+    dense = nn.Linear(in_f, out_f, bias=bias, dtype=dtype)
+    mask = _random_mask(out_f, in_f, density)
+    return dense, mask, SparseLinear.from_dense(dense, mask)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_gradcheck_float64(bias: bool) -> None:
+    _, _, layer = _dense_and_sparse(7, 5, 0.4, dtype=torch.float64, bias=bias)
+    x = torch.randn(3, 7, dtype=torch.float64, requires_grad=True)
+
+    # Call the Function directly so gradcheck sees the leaf tensors it perturbs.
+    from lightning_sparse.nn.sparse_linear import _SparseLinearFunction
+
+    def direct(x, values, b):
+        return _SparseLinearFunction.apply(
+            x, values, b, layer.crow_indices, layer.col_indices, layer.row_indices,
+            layer.t_crow_indices, layer.t_col_indices, layer.t_perm, layer.out_features,
+        )
+
+    values = layer.values.detach().clone().requires_grad_(True)
+    b = layer.bias.detach().clone().requires_grad_(True) if bias else None
+    assert torch.autograd.gradcheck(direct, (x, values, b))
+
+
+@pytest.mark.parametrize("density", [0.01, 0.1, 0.5, 1.0])
+@pytest.mark.parametrize("batch_shape", [(4,), (2, 3)])
+def test_matches_masked_dense(density: float, batch_shape: tuple[int, ...]) -> None:
+    in_f, out_f = 40, 30
+    dense, mask, layer = _dense_and_sparse(in_f, out_f, density)
+    assert layer.nnz == int(mask.sum())
+    x = torch.randn(*batch_shape, in_f)
+    x_dense = x.clone().requires_grad_(True)
+    x_sparse = x.clone().requires_grad_(True)
+    weight = dense.weight.detach().clone().requires_grad_(True)
+
+    y_dense = F.linear(x_dense, weight * mask, dense.bias)
+    y_sparse = layer(x_sparse)
+    assert y_sparse.shape == (*batch_shape, out_f)
+    torch.testing.assert_close(y_sparse, y_dense, rtol=1e-5, atol=1e-5)
+
+    grad_y = torch.randn_like(y_dense)
+    y_dense.backward(grad_y)
+    y_sparse.backward(grad_y)
+    torch.testing.assert_close(x_sparse.grad, x_dense.grad, rtol=1e-5, atol=1e-5)
+    # The dense weight gradient (before masking) at the pattern = the values' gradient.
+    torch.testing.assert_close(layer.values.grad, (grad_y.reshape(-1, out_f).T @ x.reshape(-1, in_f))[mask], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(layer.values.grad, weight.grad[mask], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(layer.bias.grad, dense.bias.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_gather_fallback_matches_sampled_addmm() -> None:
+    from lightning_sparse.nn.sparse_linear import _sddmm
+
+    _, mask, layer = _dense_and_sparse(9, 6, 0.3, dtype=torch.float64)
+    g, x = torch.randn(5, 6, dtype=torch.float64), torch.randn(5, 9, dtype=torch.float64)
+    args = (layer.crow_indices, layer.col_indices, layer.row_indices, 6)
+    expected = (g.T @ x)[mask]
+    torch.testing.assert_close(_sddmm(g, x, *args), expected)
+    torch.testing.assert_close(
+        _sddmm(g.bfloat16(), x.bfloat16(), *args).double(), expected, rtol=5e-2, atol=5e-2
+    )
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_round_trip_exact(bias: bool) -> None:
+    dense, mask, layer = _dense_and_sparse(13, 11, 0.3, bias=bias)
+    back = layer.to_dense()
+    assert isinstance(back, nn.Linear)
+    assert torch.equal(back.weight, dense.weight.detach() * mask)
+    assert torch.equal(layer.mask(), mask)
+    if bias:
+        assert torch.equal(back.bias, dense.bias)
+    else:
+        assert back.bias is None
+    again = SparseLinear.from_dense(back, mask)
+    assert torch.equal(again.values, layer.values)
+
+
+def test_extra_repr() -> None:
+    _, mask, layer = _dense_and_sparse(10, 4, 0.5)
+    text = repr(layer)
+    assert "in_features=10" in text and "out_features=4" in text
+    assert f"nnz={int(mask.sum())}" in text and "density=" in text
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum_matches_masked_dense(nesterov: bool) -> None:
+    dense, mask, layer = _dense_and_sparse(20, 8, 0.3)
+    opt_dense = torch.optim.SGD(dense.parameters(), lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=1e-3)
+    opt_sparse = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=1e-3)
+    with torch.no_grad():
+        dense.weight.mul_(mask)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        x, target = torch.randn(6, 20, generator=gen), torch.randn(6, 8, generator=gen)
+        for model, opt in ((dense, opt_dense), (layer, opt_sparse)):
+            opt.zero_grad()
+            F.mse_loss(model(x), target).backward()
+            if model is dense:
+                dense.weight.grad.mul_(mask)
+            opt.step()
+        with torch.no_grad():
+            dense.weight.mul_(mask)
+    torch.testing.assert_close(layer.to_dense().weight, dense.weight, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(layer.bias, dense.bias, rtol=1e-5, atol=1e-5)
+
+
+def test_set_pattern_keeps_values_and_zeros_new() -> None:
+    dense, mask, layer = _dense_and_sparse(12, 7, 0.4)
+    param = layer.values
+    gen = torch.Generator().manual_seed(3)
+    new_mask = mask & (torch.rand(mask.shape, generator=gen) < 0.7)  # prune some
+    grown = ~mask & (torch.rand(mask.shape, generator=gen) < 0.2)  # grow some
+    new_mask |= grown
+    old_index = layer.set_pattern(new_mask)
+    assert layer.values is param  # optimizer param_groups stay valid
+    assert layer.nnz == int(new_mask.sum()) == old_index.numel()
+    weight = layer.to_dense().weight
+    kept = mask & new_mask
+    assert torch.equal(weight[kept], dense.weight.detach()[kept])
+    assert torch.equal(weight[grown], torch.zeros(int(grown.sum())))
+    assert torch.equal(weight[~new_mask], torch.zeros(int((~new_mask).sum())))
+    assert int((old_index >= 0).sum()) == int(kept.sum())
+    # The new structure still computes the masked dense layer, backward included.
+    x = torch.randn(3, 12, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    layer(x).sum().backward()
+    F.linear(x_ref, weight, dense.bias).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    # Explicit values are taken as given.
+    layer.set_pattern(mask, values=torch.arange(int(mask.sum()), dtype=torch.float32))
+    assert torch.equal(layer.to_dense().weight[mask], torch.arange(int(mask.sum()), dtype=torch.float32))
+
+
+@pytest.mark.parametrize(
+    ("mask", "match"),
+    [
+        (torch.ones(5, 7, dtype=torch.bool), r"`mask`.*\(4, 7\).*\(5, 7\)"),
+        (torch.ones(4, 7), r"`mask`.*torch.bool.*torch.float32"),
+    ],
+)
+def test_bad_mask_raises(mask: torch.Tensor, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        SparseLinear.from_dense(nn.Linear(7, 4), mask)
+    layer = SparseLinear.from_dense(nn.Linear(7, 4), torch.ones(4, 7, dtype=torch.bool))
+    with pytest.raises(ValueError, match=match):
+        layer.set_pattern(mask)
+
+
+def test_bad_values_and_input_raise() -> None:
+    layer = SparseLinear.from_dense(nn.Linear(7, 4), torch.ones(4, 7, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"`values`.*\(28,\).*\(3,\)"):
+        layer.set_pattern(torch.ones(4, 7, dtype=torch.bool), values=torch.zeros(3))
+    with pytest.raises(ValueError, match=r"`x`.*in_features=7"):
+        layer(torch.zeros(2, 6))
