@@ -49,7 +49,7 @@ def csr_structure(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         ``(crow_indices, col_indices, row_indices)`` as int64; ``row_indices[k]`` is the row of
         the ``k``-th non-zero.
 
-    Example:
+    Examples:
         >>> crow, col, row = csr_structure(torch.tensor([[True, False], [True, True]]))
         >>> crow.tolist(), col.tolist(), row.tolist()
         ([0, 1, 3], [0, 0, 1], [0, 1, 1])
@@ -75,7 +75,7 @@ def transpose_structure(
         ``(t_crow_indices, t_col_indices, perm)`` such that
         ``sparse_csr_tensor(t_crow_indices, t_col_indices, values[perm])`` equals ``W^T``.
 
-    Example:
+    Examples:
         >>> tcrow, tcol, perm = transpose_structure(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), 2)
         >>> tcrow.tolist(), tcol.tolist(), perm.tolist()
         ([0, 2, 3], [0, 1, 1], [0, 1, 2])
@@ -186,7 +186,7 @@ class SparseLinear(nn.Module):
         ValueError: if ``mask`` is not a bool tensor of shape ``(out_features, in_features)`` or
             ``values`` has the wrong shape.
 
-    Example:
+    Examples:
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
         <torch._C.Generator object at ...>
         >>> dense = nn.Linear(4, 3)

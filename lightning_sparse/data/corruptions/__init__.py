@@ -68,7 +68,7 @@ Deviations from the published generators:
   is the image; frost and spatter blend the luma of their colours; saturate goes through RGB
   and back to luma.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> clean = np.random.default_rng(0).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
     >>> [corrupt(clean, name, 3, seed=0).shape for name in ("snow", "pixelate")]

@@ -148,7 +148,7 @@ def corrupt(
         ValueError: If ``name``, ``severity``, ``seed`` or ``params`` is not one of the allowed
             values, or ``image`` is not a ``uint8`` array of a supported shape.
 
-    Example:
+    Examples:
         >>> rng = np.random.default_rng(0)
         >>> clean = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
         >>> noisy = corrupt(clean, "gaussian_noise", severity=3, seed=0)

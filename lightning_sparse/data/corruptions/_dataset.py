@@ -35,7 +35,7 @@ class CorruptedDataset(Dataset):
     Raises:
         ValueError: If an argument is not one of the allowed values.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> images = [np.full((32, 32, 3), 100 + i, dtype=np.uint8) for i in range(4)]
         >>> data = CorruptedDataset(list(zip(images, range(4))), "shot_noise", severity=5, seed=0)

@@ -59,7 +59,7 @@ class Corrupt:
         ValueError: If an argument is not one of the allowed values (at construction), or an
             image is of an unsupported kind, dtype or shape (at call).
 
-    Example:
+    Examples:
         >>> from PIL import Image
         >>> transform = Corrupt("fog", severity=3, seed=0)
         >>> image = Image.new("RGB", (32, 32), (120, 60, 30))
