@@ -40,8 +40,8 @@ def render_sparsity_table(
     table.add_column("nonzero", justify="right", footer=f"{nnz:,}")
     for name, shape, numel, tgt, real in rows:
         table.add_row(name, str(tuple(shape)), f"{numel:,}", f"{tgt:.4f}", f"{real:.4f}", f"{round(numel * real):,}")
-    console = Console()
-    if not console.is_terminal:  # logs and CI: do not squeeze layer names into 80 columns
-        console = Console(width=max(console.width, 140))
-    console.print(table)
+    rich_console = Console()
+    if not rich_console.is_terminal:  # logs and CI: do not squeeze layer names into 80 columns
+        rich_console = Console(width=max(rich_console.width, 140))
+    rich_console.print(table)  # a rich renderable for the terminal; the text goes back to the caller
     return text

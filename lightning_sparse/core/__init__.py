@@ -3,7 +3,7 @@
 Never imports Lightning; every algorithm is a plain function tested on its own.
 """
 
-from lightning_sparse.core.criteria import (
+from .criteria import (
     GROW_CRITERIA,
     PRUNE_CRITERIA,
     gradient_score,
@@ -12,12 +12,12 @@ from lightning_sparse.core.criteria import (
     random_score,
     set_prune_score,
 )
-from lightning_sparse.core.distributions import DISTRIBUTIONS, density_counts, layer_densities, mapped_densities, raw_scale
-from lightning_sparse.core.masks import MaskSet, density, mask_checksum, pack_mask, unpack_mask
-from lightning_sparse.core.optim_state import reset_optimizer_state
-from lightning_sparse.core.schedules import SCHEDULES, Schedule, schedule_value
-from lightning_sparse.core.targets import GRANULARITIES, SparseTarget, find_targets
-from lightning_sparse.core.topology import drop_lowest, global_keep_counts, grow_highest, prune_and_grow, select_topk
+from .distributions import DISTRIBUTIONS, density_counts, layer_densities, mapped_densities, raw_scale
+from .masks import MaskSet, density, mask_checksum, pack_mask, unpack_mask
+from .optim_state import reset_optimizer_state
+from .schedules import SCHEDULES, Schedule, schedule_value
+from .targets import GRANULARITIES, SparseTarget, find_targets
+from .topology import drop_lowest, global_keep_counts, grow_highest, prune_and_grow, select_topk
 
 __all__ = [
     "DISTRIBUTIONS",
