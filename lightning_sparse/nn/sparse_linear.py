@@ -5,6 +5,10 @@ Implements the layer of "Nerva: a Truly Sparse Implementation of Neural Networks
 its non-zeros (CSR values + structure) and both passes use sparse products, so time and memory
 shrink with density.
 
+Kernels: on CPU (float32/float64) the products run in the numba kernels of
+:mod:`lightning_sparse.nn.kernels` (row-parallel CSR SpMM on feature-major operands and a true
+SDDMM); elsewhere (CUDA, bfloat16, no numba) in torch's sparse ops.
+
 Deviations from Nerva:
 
 * the forward computes ``(W @ X^T)^T`` with the sparse operand on the left (``dense @ csr`` and
@@ -22,7 +26,13 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-__all__ = ["SparseLinear", "csr_structure", "transpose_structure"]
+from . import kernels
+
+__all__ = ["BACKENDS", "SparseLinear", "csr_structure", "transpose_structure"]
+
+BACKENDS = ("auto", "numba", "torch")
+"""Kernel choices of :class:`SparseLinear`: ``"auto"`` uses the numba kernels where they apply
+(float32/float64 on CPU, numba installed) and torch's sparse ops elsewhere (CUDA, bfloat16)."""
 
 _SDDMM_CHUNK_ELEMENTS = 1 << 24  # bound on the gather fallback's temporary (nnz_chunk * batch)
 
@@ -131,7 +141,19 @@ class _SparseLinearFunction(torch.autograd.Function):
         t_col: Tensor,
         t_perm: Tensor,
         out_features: int,
+        use_kernels: bool,
     ) -> Tensor:
+        ctx.out_features = out_features
+        ctx.has_bias = bias is not None
+        ctx.use_kernels = use_kernels
+        if use_kernels:
+            # Feature-major operands: every kernel loop runs over a contiguous batch row. The
+            # output is returned as a transposed view, so a following SparseLinear (or ReLU in
+            # between) hands its input over without a copy.
+            x_t = x.t().contiguous()  # (in, N)
+            y_t = kernels.spmm(crow, col, values, x_t, bias)  # (out, N)
+            ctx.save_for_backward(x_t, values, crow, col, row, t_crow, t_col, t_perm)
+            return y_t.t()
         in_features = x.shape[1]
         weight = torch.sparse_csr_tensor(
             crow, col, values, (out_features, in_features), check_invariants=False
@@ -141,12 +163,26 @@ class _SparseLinearFunction(torch.autograd.Function):
         else:
             y_t = torch.sparse.addmm(bias.unsqueeze(1).expand(-1, x.shape[0]), weight, x.t())
         ctx.save_for_backward(x, values, crow, col, row, t_crow, t_col, t_perm)
-        ctx.out_features = out_features
-        ctx.has_bias = bias is not None
         return y_t.t()  # (N, out)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Optional[Tensor], ...]:  # type: ignore[override]
+        with torch.autocast(grad_out.device.type, enabled=False):
+            return _SparseLinearFunction._backward(ctx, grad_out.to(ctx.saved_tensors[1].dtype))
+
+    @staticmethod
+    def _backward(ctx: Any, grad_out: Tensor) -> tuple[Optional[Tensor], ...]:
+        if ctx.use_kernels:
+            x_t, values, crow, col, row, t_crow, t_col, t_perm = ctx.saved_tensors
+            g_t = grad_out.t().contiguous()  # (out, N); free when grad_out is a transposed view
+            grad_x = grad_values = grad_bias = None
+            if ctx.needs_input_grad[0]:
+                grad_x = kernels.spmm(t_crow, t_col, values, g_t, perm=t_perm).t()
+            if ctx.needs_input_grad[1]:
+                grad_values = kernels.sddmm(crow, col, g_t, x_t)
+            if ctx.has_bias and ctx.needs_input_grad[2]:
+                grad_bias = g_t.sum(1)
+            return (grad_x, grad_values, grad_bias) + (None,) * 8
         x, values, crow, col, row, t_crow, t_col, t_perm = ctx.saved_tensors
         grad_out = grad_out.contiguous()  # (N, out); e.g. `.sum()` gives a stride-0 gradient
         grad_x = grad_values = grad_bias = None
@@ -159,7 +195,7 @@ class _SparseLinearFunction(torch.autograd.Function):
             grad_values = _sddmm(grad_out, x, crow, col, row, ctx.out_features)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_out.sum(0)
-        return (grad_x, grad_values, grad_bias) + (None,) * 7
+        return (grad_x, grad_values, grad_bias) + (None,) * 8
 
 
 class SparseLinear(nn.Module):
@@ -181,10 +217,13 @@ class SparseLinear(nn.Module):
         values: initial non-zeros in row-major (CSR) order, shape ``(mask.sum(),)``;
             zeros if not given.
         bias: whether to learn an additive bias (initialised to zero).
+        backend: ``"auto"`` (default: the numba kernels for float32/float64 on CPU when numba is
+            installed, torch's sparse ops otherwise), ``"numba"`` (require the kernels) or
+            ``"torch"`` (torch's sparse ops only). Can be changed later through ``.backend``.
 
     Raises:
-        ValueError: if ``mask`` is not a bool tensor of shape ``(out_features, in_features)`` or
-            ``values`` has the wrong shape.
+        ValueError: if ``mask`` is not a bool tensor of shape ``(out_features, in_features)``,
+            ``values`` has the wrong shape or ``backend`` is unknown.
 
     Examples:
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
@@ -215,8 +254,10 @@ class SparseLinear(nn.Module):
         bias: bool = True,
         device: Optional[torch.device] = None,
         dtype: Optional[torch.dtype] = None,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
+        self.backend = backend
         self.in_features = in_features
         self.out_features = out_features
         self.values = nn.Parameter(torch.empty(0, device=device, dtype=dtype))
@@ -232,13 +273,38 @@ class SparseLinear(nn.Module):
         self.values.data = values.detach().to(self.values.device, self.values.dtype).clone()
 
     # ----------------------------------------------------------------------------- construction
+    @property
+    def backend(self) -> str:
+        """The kernel choice: ``"auto"``, ``"numba"`` or ``"torch"`` (see the class docstring)."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        if value not in BACKENDS:
+            raise ValueError(f"`backend` must be one of {BACKENDS}, got {value!r}.")
+        if value == "numba" and not kernels.AVAILABLE:
+            raise ValueError("`backend='numba'` needs the numba package; install it or use 'auto'/'torch'.")
+        self._backend = value
+
+    def uses_kernels(self) -> bool:
+        """Whether the next forward runs the numba kernels (else torch's sparse ops)."""
+        if self._backend == "torch":
+            return False
+        if self._backend == "numba" and not kernels.supports(self.values):
+            raise RuntimeError(
+                f"`backend='numba'` supports {kernels.SUPPORTED_DTYPES} on CPU; the values are "
+                f"{self.values.dtype} on {self.values.device}. Use backend='auto'."
+            )
+        return kernels.supports(self.values)
+
     @classmethod
-    def from_dense(cls, linear: nn.Linear, mask: Tensor) -> "SparseLinear":
+    def from_dense(cls, linear: nn.Linear, mask: Tensor, backend: str = "auto") -> "SparseLinear":
         """Build a ``SparseLinear`` holding ``linear.weight`` at ``mask`` (and its bias).
 
         Args:
             linear: the dense layer; its weight outside ``mask`` is dropped.
             mask: bool tensor ``(out_features, in_features)``.
+            backend: kernel choice, see the class docstring.
 
         Raises:
             ValueError: if ``linear`` is not an ``nn.Linear`` or ``mask`` has the wrong
@@ -257,6 +323,7 @@ class SparseLinear(nn.Module):
             bias=linear.bias is not None,
             device=weight.device,
             dtype=weight.dtype,
+            backend=backend,
         )
         if linear.bias is not None:
             assert layer.bias is not None
@@ -364,23 +431,31 @@ class SparseLinear(nn.Module):
             )
         batch_shape = x.shape[:-1]
         x2d = x.reshape(-1, self.in_features)  # (N, in)
-        y = _SparseLinearFunction.apply(
-            x2d,
-            self.values,
-            self.bias,
-            self.crow_indices,
-            self.col_indices,
-            self.row_indices,
-            self.t_crow_indices,
-            self.t_col_indices,
-            self.t_perm,
-            self.out_features,
-        )
+        if x2d.dtype != self.values.dtype:
+            # e.g. a bfloat16 activation under autocast: sparse products run in the weight dtype
+            x2d = x2d.to(self.values.dtype)
+        # Sparse products run in the weight dtype: autocast would hand them bfloat16 operands
+        # that torch's CSR kernels do not implement.
+        with torch.autocast(x2d.device.type, enabled=False):
+            y = _SparseLinearFunction.apply(
+                x2d,
+                self.values,
+                self.bias,
+                self.crow_indices,
+                self.col_indices,
+                self.row_indices,
+                self.t_crow_indices,
+                self.t_col_indices,
+                self.t_perm,
+                self.out_features,
+                self.uses_kernels(),
+            )
         return y.reshape(*batch_shape, self.out_features)
 
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"nnz={self.nnz}, density={self.density:.4g}, bias={self.bias is not None}"
+            f"nnz={self.nnz}, density={self.density:.4g}, bias={self.bias is not None}, "
+            f"backend={self._backend!r}"
         )
 

@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_sparse.nn import SparseLinear
+from lightning_sparse.nn import SparseLinear, kernels
+
+BACKENDS = ["torch", pytest.param("numba", marks=pytest.mark.skipif(not kernels.AVAILABLE, reason="numba missing"))]
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta"),
@@ -23,16 +25,18 @@ def _random_mask(out_features: int, in_features: int, density: float, seed: int 
     return mask
 
 
-def _dense_and_sparse(in_f: int, out_f: int, density: float, dtype=torch.float32, bias=True):
+def _dense_and_sparse(in_f: int, out_f: int, density: float, dtype=torch.float32, bias=True, backend="auto"):
     torch.manual_seed(0)
     dense = nn.Linear(in_f, out_f, bias=bias, dtype=dtype)
     mask = _random_mask(out_f, in_f, density)
-    return dense, mask, SparseLinear.from_dense(dense, mask)
+    return dense, mask, SparseLinear.from_dense(dense, mask, backend=backend)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("bias", [True, False])
-def test_gradcheck_float64(bias: bool) -> None:
-    _, _, layer = _dense_and_sparse(7, 5, 0.4, dtype=torch.float64, bias=bias)
+def test_gradcheck_float64(bias: bool, backend: str) -> None:
+    _, _, layer = _dense_and_sparse(7, 5, 0.4, dtype=torch.float64, bias=bias, backend=backend)
+    assert layer.uses_kernels() == (backend == "numba")
     x = torch.randn(3, 7, dtype=torch.float64, requires_grad=True)
 
     # Call the Function directly so gradcheck sees the leaf tensors it perturbs.
@@ -42,6 +46,7 @@ def test_gradcheck_float64(bias: bool) -> None:
         return _SparseLinearFunction.apply(
             x, values, b, layer.crow_indices, layer.col_indices, layer.row_indices,
             layer.t_crow_indices, layer.t_col_indices, layer.t_perm, layer.out_features,
+            layer.uses_kernels(),
         )
 
     values = layer.values.detach().clone().requires_grad_(True)
@@ -49,11 +54,12 @@ def test_gradcheck_float64(bias: bool) -> None:
     assert torch.autograd.gradcheck(direct, (x, values, b))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("density", [0.01, 0.1, 0.5, 1.0])
-@pytest.mark.parametrize("batch_shape", [(4,), (2, 3)])
-def test_matches_masked_dense(density: float, batch_shape: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("batch_shape", [(4,), (2, 3), (1,)])
+def test_matches_masked_dense(density: float, batch_shape: tuple[int, ...], backend: str) -> None:
     in_f, out_f = 40, 30
-    dense, mask, layer = _dense_and_sparse(in_f, out_f, density)
+    dense, mask, layer = _dense_and_sparse(in_f, out_f, density, backend=backend)
     assert layer.nnz == int(mask.sum())
     x = torch.randn(*batch_shape, in_f)
     x_dense = x.clone().requires_grad_(True)
@@ -110,9 +116,10 @@ def test_extra_repr() -> None:
     assert f"nnz={int(mask.sum())}" in text and "density=" in text
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("nesterov", [False, True])
-def test_sgd_momentum_matches_masked_dense(nesterov: bool) -> None:
-    dense, mask, layer = _dense_and_sparse(20, 8, 0.3)
+def test_sgd_momentum_matches_masked_dense(nesterov: bool, backend: str) -> None:
+    dense, mask, layer = _dense_and_sparse(20, 8, 0.3, backend=backend)
     opt_dense = torch.optim.SGD(dense.parameters(), lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=1e-3)
     opt_sparse = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=1e-3)
     with torch.no_grad():
@@ -180,3 +187,72 @@ def test_bad_values_and_input_raise() -> None:
         layer.set_pattern(torch.ones(4, 7, dtype=torch.bool), values=torch.zeros(3))
     with pytest.raises(ValueError, match=r"`x`.*in_features=7"):
         layer(torch.zeros(2, 6))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_chained_layers_and_strided_inputs(backend: str) -> None:
+    # Outputs are transposed views on the kernel path; a second layer and a ReLU between take
+    # them as they come, and the gradients still equal the masked dense model's.
+    torch.manual_seed(0)
+    dense = nn.Sequential(nn.Linear(30, 20), nn.ReLU(), nn.Linear(20, 10), nn.ReLU(), nn.Linear(10, 3))
+    masks = [_random_mask(20, 30, 0.3, 1), _random_mask(10, 20, 0.5, 2)]
+    sparse = nn.Sequential(
+        SparseLinear.from_dense(dense[0], masks[0], backend=backend), nn.ReLU(),
+        SparseLinear.from_dense(dense[2], masks[1], backend=backend), nn.ReLU(), dense[4],
+    )
+    with torch.no_grad():
+        dense[0].weight.mul_(masks[0])
+        dense[2].weight.mul_(masks[1])
+    x = torch.randn(30, 8).t()  # a non-contiguous (8, 30) input
+    x_ref = x.detach().clone().requires_grad_(True)
+    x = x.detach().t().contiguous().t().requires_grad_(True)
+    y, y_ref = sparse(x), dense(x_ref)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y)
+    y.backward(g)
+    y_ref.backward(g)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sparse[0].values.grad, dense[0].weight.grad[masks[0]], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sparse[2].values.grad, dense[2].weight.grad[masks[1]], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_pattern_and_empty_batch(backend: str) -> None:
+    layer = SparseLinear.from_dense(nn.Linear(6, 4), torch.zeros(4, 6, dtype=torch.bool), backend=backend)
+    x = torch.randn(3, 6, requires_grad=True)
+    y = layer(x)
+    torch.testing.assert_close(y, layer.bias.expand(3, 4))
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.zeros(3, 6)) and layer.values.grad.shape == (0,)
+    full = SparseLinear.from_dense(nn.Linear(6, 4), torch.ones(4, 6, dtype=torch.bool), backend=backend)
+    assert full(torch.randn(0, 6)).shape == (0, 4)
+
+
+def test_backend_choice_and_errors() -> None:
+    layer = SparseLinear.from_dense(nn.Linear(6, 4), torch.ones(4, 6, dtype=torch.bool))
+    assert layer.backend == "auto" and layer.uses_kernels() == kernels.AVAILABLE
+    layer.backend = "torch"
+    assert not layer.uses_kernels()
+    with pytest.raises(ValueError, match=r"`backend` must be one of \('auto', 'numba', 'torch'\), got 'cuda'"):
+        layer.backend = "cuda"
+    assert "backend='torch'" in repr(layer)
+    low = SparseLinear.from_dense(nn.Linear(6, 4, dtype=torch.bfloat16), torch.ones(4, 6, dtype=torch.bool))
+    assert not low.uses_kernels()  # bfloat16 runs on torch's ops under "auto"
+    if kernels.AVAILABLE:
+        low.backend = "numba"
+        with pytest.raises(RuntimeError, match="bfloat16"):
+            low(torch.randn(2, 6, dtype=torch.bfloat16))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bfloat16_input_under_autocast(backend: str) -> None:
+    dense, mask, layer = _dense_and_sparse(16, 8, 0.5, backend=backend)
+    x = torch.randn(4, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = nn.functional.linear(x, torch.eye(16))  # a bfloat16 activation, as in a mixed model
+        assert h.dtype == torch.bfloat16
+        y = layer(h)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, F.linear(h.float(), dense.weight * mask, dense.bias), rtol=1e-5, atol=1e-5)
+    y.sum().backward()
+    assert layer.values.grad is not None and layer.values.grad.dtype == torch.float32
