@@ -24,6 +24,11 @@ state is reset at changed positions; updates are counted in optimizer steps
 the step's gradients are not finite (mixed precision); masks are identical on every DDP rank
 (seeded generator, all-reduced gradients, checksum); the callback's ``state_dict`` makes resuming
 exact.
+
+Truly sparse execution (``TrulySparse``, Nerva) holds some parameters outside this callback for a
+while: :meth:`DynamicSparseTraining.hold` hands parameters over, :meth:`~DynamicSparseTraining.release`
+takes them back, and :meth:`~DynamicSparseTraining.will_update` says in advance which optimizer
+steps bring a topology update, so the holder can give them back for that step.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from lightning_sparse.core import (
     GRANULARITIES,
     GROW_CRITERIA,
     SCHEDULES,
+    WEIGHT_INITS,
     MaskSet,
     Schedule,
     SparseTarget,
@@ -60,6 +66,7 @@ from lightning_sparse.core import (
     reset_optimizer_state,
     select_topk,
     set_prune_score,
+    sparse_init_,
 )
 from lightning_sparse.callbacks._summary import render_sparsity_table
 
@@ -101,7 +108,13 @@ class DynamicSparseTraining(Callback):
         mest_lambda: MEST's gradient weight ``lambda``.
         momentum_beta: decay of the gradient moving average used by ``grow="momentum"``.
         erk_power_scale: exponent on the ER/ERK scale (RigL's ``erk_power_scale``).
-        seed: seed of the callback's own generator (masks, random growth, ties).
+        seed: seed of the callback's own generator (masks, random growth, ties, ``weight_init``).
+        weight_init: what happens to the weights when the initial masks are drawn (never on
+            resume): ``"keep"`` (default) only zeros the pruned positions; ``"rescale"``
+            multiplies each output unit's non-zeros by ``sqrt(fan_in / k)``, ``k`` being its
+            number of non-zeros, which restores the dense init's variance; ``"he"`` and
+            ``"xavier"`` draw the non-zeros afresh with that actual fan-in (see
+            :func:`~lightning_sparse.core.init.sparse_init_`, Evci et al. 2022, arXiv:2010.03533).
         log_per_layer: also log ``sparsity/layer/<name>`` at each update.
         summary: show a per-layer sparsity table at the end of training (rank zero).
         verify_ddp: compare a mask checksum across ranks after every update.
@@ -140,6 +153,7 @@ class DynamicSparseTraining(Callback):
         log_per_layer: bool = True,
         summary: bool = True,
         verify_ddp: bool = True,
+        weight_init: str = "keep",
     ) -> None:
         super().__init__()
         _choice("method", method, METHODS)
@@ -162,6 +176,7 @@ class DynamicSparseTraining(Callback):
             _choice("grow", grow, GROW_CRITERIA)
         _choice("granularity", granularity, GRANULARITIES)
         _choice("prune_scope", prune_scope, PRUNE_SCOPES)
+        _choice("weight_init", weight_init, WEIGHT_INITS)
         if not isinstance(start_step, int) or start_step < 0:
             raise ValueError(f"`start_step` must be an integer >= 0, got {start_step!r}.")
         _check_step("stop_step", stop_step)
@@ -199,6 +214,7 @@ class DynamicSparseTraining(Callback):
         self.log_per_layer = log_per_layer
         self.summary = summary
         self.verify_ddp = verify_ddp
+        self.weight_init = weight_init
 
         self._targets: dict[str, SparseTarget] = {}
         self._params: dict[str, Tensor] = {}
@@ -217,6 +233,7 @@ class DynamicSparseTraining(Callback):
         self._pending_log: dict[str, float] = {}
         self._drop: Schedule | None = None
         self._prune: Schedule | None = None
+        self._held: set[str] = set()
 
     @property
     @override
@@ -293,7 +310,10 @@ class DynamicSparseTraining(Callback):
             self._loaded = None
         elif self._maskset is None:
             self._maskset = self._random_masks(self._counts(self._initial_densities))
-        self._maskset.apply(self._params)
+            if self.weight_init != "keep":
+                for n, p in self._params.items():
+                    sparse_init_(p, self._maskset.full(n), self.weight_init, self._generator)
+        self._maskset.apply(self._params, self._free(self._params))
         self._register_hooks(trainer)
         rank_zero_info(
             f"DynamicSparseTraining[{self.method}]: {len(self._targets)} sparse parameters, "
@@ -335,7 +355,9 @@ class DynamicSparseTraining(Callback):
             owned.update(names)
             self._opt_names[id(opt)] = names
             if names:
-                hook = opt.register_step_post_hook(lambda o, *_, names=names: self._maskset.apply(self._params, names))
+                hook = opt.register_step_post_hook(
+                    lambda o, *_, names=names: self._maskset.apply(self._params, self._free(names))
+                )
                 self._hooks.append(hook)
         missing = sorted(set(self._params) - owned)
         if missing:
@@ -353,9 +375,15 @@ class DynamicSparseTraining(Callback):
         if names is None:  # an optimizer created after fit start
             self._register_hooks(trainer)
             names = self._opt_names.get(id(optimizer), [])
+        step = trainer.global_step
+        if self._held.intersection(names) and self._is_update_step(step):
+            raise RuntimeError(
+                f"DynamicSparseTraining: a topology update is due at step {step}, but "
+                f"{sorted(self._held.intersection(names))[:5]} are still held; release them first."
+            )
+        names = self._free(names)
         if not names:
             return
-        step = trainer.global_step
         grads = {n: self._params[n].grad for n in names}
         if self.grow_criterion == "momentum":
             self._update_momentum(grads)
@@ -372,6 +400,45 @@ class DynamicSparseTraining(Callback):
         if self.method == "static" or step == self._last_update_step:
             return False
         return self._drop.is_update_step(step) or self._prune_due(step)
+
+    # ------------------------------------------------------------------ held parameters
+    def will_update(self, step: int) -> bool:
+        """Whether a topology update is due at optimizer step ``step`` (``trainer.global_step``
+        as seen during that step's accumulation window); ``False`` before ``on_fit_start``.
+
+        The update itself may still be skipped (non-finite gradients).
+        """
+        return self._drop is not None and self._maskset is not None and self._is_update_step(step)
+
+    @property
+    def held(self) -> frozenset[str]:
+        """Names of the sparse parameters currently held elsewhere (see :meth:`hold`)."""
+        return frozenset(self._held)
+
+    def hold(self, names: Sequence[str]) -> None:
+        """Hand sparse parameters over to another component, e.g. truly sparse layers.
+
+        Until :meth:`release`, this callback leaves them alone: no mask applied after the
+        optimizer step, no gradient zeroed, no topology update; their masks stay as they are.
+        The holder keeps their non-zeros exactly on those masks, trains them as the masked
+        parameter would be trained, and releases them, with their values and optimizer state
+        back in the original parameter objects, before the accumulation window of every step
+        for which :meth:`will_update` is true (a RuntimeError is raised otherwise).
+
+        Raises:
+            ValueError: a name that is not a sparsified parameter of this callback.
+        """
+        unknown = sorted(set(names) - set(self._params))
+        if unknown:
+            raise ValueError(f"`names` must be sparsified parameters {sorted(self._params)[:5]}..., got {unknown[:5]}.")
+        self._held.update(names)
+
+    def release(self, names: Sequence[str]) -> None:
+        """Take back parameters handed over with :meth:`hold` (unknown names are ignored)."""
+        self._held.difference_update(names)
+
+    def _free(self, names) -> list[str]:
+        return [n for n in names if n not in self._held]
 
     @torch.no_grad()
     def _update_momentum(self, grads: Mapping[str, Tensor | None]) -> None:

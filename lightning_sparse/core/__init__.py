@@ -1,4 +1,4 @@
-"""The torch-only sparse core: targets, distributions, criteria, topology, schedules, optimizer state.
+"""The torch-only sparse core: targets, distributions, init, criteria, topology, schedules, optimizer state.
 
 Never imports Lightning; every algorithm is a plain function tested on its own.
 """
@@ -13,6 +13,7 @@ from .criteria import (
     set_prune_score,
 )
 from .distributions import DISTRIBUTIONS, density_counts, layer_densities, mapped_densities, raw_scale
+from .init import WEIGHT_INITS, sparse_fans, sparse_init_
 from .masks import MaskSet, density, mask_checksum, pack_mask, unpack_mask
 from .optim_state import reset_optimizer_state
 from .schedules import SCHEDULES, Schedule, schedule_value
@@ -28,6 +29,7 @@ __all__ = [
     "SCHEDULES",
     "Schedule",
     "SparseTarget",
+    "WEIGHT_INITS",
     "density",
     "density_counts",
     "drop_lowest",
@@ -47,5 +49,7 @@ __all__ = [
     "schedule_value",
     "select_topk",
     "set_prune_score",
+    "sparse_fans",
+    "sparse_init_",
     "unpack_mask",
 ]
