@@ -12,6 +12,7 @@ from lightning_sparse.data.corruptions import (
 from lightning_sparse.data.digits import DigitsDataModule
 from lightning_sparse.data.image_folder import ImageFolderDataModule, TinyImageNetDataModule
 from lightning_sparse.data.robustness import CIFARCDataset, ImageNetCFolder, SupportsCorruptions, write_cifar_c
+from lightning_sparse.data.timeseries import TimeSeriesDataModule, UCRDataModule, UEADataModule
 from lightning_sparse.data.video import (
     UCF101DataModule,
     VideoFolderDataModule,
@@ -41,8 +42,11 @@ __all__ = [
     "ImageFolderDataModule",
     "ImageNetCFolder",
     "SupportsCorruptions",
+    "TimeSeriesDataModule",
     "TinyImageNetDataModule",
     "UCF101DataModule",
+    "UCRDataModule",
+    "UEADataModule",
     "VIDEO_CORRUPTIONS",
     "VideoFolderDataModule",
     "VideoFolderDataset",

@@ -1,0 +1,757 @@
+"""UCR/UEA time-series classification archives: file readers and a LightningDataModule.
+
+The benchmarks of DSN (Xiao et al. 2022, "Dynamic Sparse Network for Time Series
+Classification: Learning What to See", NeurIPS, arXiv:2212.09840): the univariate UCR archive
+(Dau et al. 2019, "The UCR Time Series Archive", arXiv:1810.07758) and the multivariate UEA
+archive (Bagnall et al. 2018, "The UEA multivariate time series classification archive, 2018",
+arXiv:1811.00075). Each problem ships a fixed train/test split in the archive layout
+``<data_dir>/<Name>/<Name>_TRAIN.<ext>`` and ``<Name>_TEST.<ext>``.
+
+Readers (our own parsers; every error names the file and the line):
+
+- :func:`read_ts`: the sktime/aeon ``.ts`` format. Header tags (case-insensitive) and
+  ``#``/``%`` comments before ``@data``; ``@classLabel true <labels...>`` fixes the class
+  order; one series per line, comma-separated values, ``:`` between channels, the label last,
+  ``?`` or ``NaN`` for missing values, series of different lengths allowed; ``@timeStamps true``
+  lines ``(t,v),(t,v):label`` keep the values ``v``.
+- :func:`read_tsv`: UCR 2018 ``.tsv`` (label first, tab-separated, ``NaN`` padding of short
+  series) and the UCR 2015 text files (``<Name>_TRAIN`` or ``.txt``, comma- or space-separated).
+  No header: classes are the sorted labels (numerically when all are numbers).
+- :func:`read_arff`: WEKA ``.arff``, univariate (numeric attributes then a nominal class) and the
+  relational multivariate UEA form (``'ch1\\nch2\\n...',label``); class order from the header.
+
+All return a :class:`SeriesCollection`: float32 ``(N, C, L)`` values with ``NaN`` at missing
+values and past each series' end, per-series lengths, labels ``0..C-1`` and the class names. In
+``.ts`` files a series' length is the number of values written; in ``.tsv`` and ``.arff`` files,
+whose rows have a fixed width, trailing ``NaN``/``?`` shared by all channels are padding.
+
+:class:`TimeSeriesDataModule` (also as :class:`UCRDataModule` and :class:`UEADataModule`,
+subclasses that only rename it after the archives) reads both files when it is
+constructed, so ``num_classes``, ``num_channels``, ``series_length`` and ``class_names`` are known
+before training (a LightningCLI config can link ``data.num_classes`` to the model). Nothing is
+downloaded: by default (``data_dir=None``) it reads the problems that ship inside aeon
+(:data:`BUNDLED_DATASETS`); for the full archives, unpack them from timeseriesclassification.com
+and pass ``data_dir``.
+
+What the official DSN code (github.com/QiaoXiao7282/DSN, ``trainer_DSN.py`` and ``utils/``) does,
+and what is reproduced here:
+
+- Batch size ``max(int(min(n_train / 10, 16)), 2)`` (:func:`dsn_batch_size`, the default).
+- Values as stored in the archive (UCR 2015 series are already z-normalised per series; UEA
+  series are used raw), ``NaN`` (missing values, padding) replaced by 0, short series padded at
+  the end. ``normalize="none"`` reproduces that exactly; the default ``"zscore"`` normalises each
+  series and channel over its valid points first (the UCR convention, also for UEA).
+- No validation split: the model of the epoch with the lowest training loss is evaluated once on
+  the test split, which is the accuracy reported. Hence ``val_split=0`` by default (no validation
+  loader); ``validate_on_test=True`` shows test curves during training, for monitoring only.
+- ``.ts`` labels map to ``0..C-1`` in the header's ``@classLabel`` order, as here; UCR text
+  labels in numeric order (the code's rescaling of consecutive integer labels gives the same).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = [
+    "BUNDLED_DATASETS",
+    "SeriesCollection",
+    "TimeSeriesDataModule",
+    "UCRDataModule",
+    "UEADataModule",
+    "dsn_batch_size",
+    "read_arff",
+    "read_series_file",
+    "read_ts",
+    "read_tsv",
+    "znormalize",
+]
+
+BUNDLED_DATASETS: tuple[str, ...] = (
+    "ACSF1", "ArrowHead", "BasicMotions", "GunPoint", "ItalyPowerDemand", "JapaneseVowels",
+    "JapaneseVowels_eq", "OSULeaf", "PickupGestureWiimoteZ", "PickupGestureWiimoteZ_eq",
+)
+"""Classification problems whose train/test files ship inside aeon (``aeon/datasets/data``);
+the ``_eq`` variants are the equal-length (truncated) versions of the unequal-length ones."""
+
+_FORMATS: dict[str, tuple[str, ...]] = {"ts": (".ts",), "tsv": (".tsv",), "arff": (".arff",), "txt": (".txt", "")}
+_NORMALIZE = ("zscore", "none")
+
+
+@dataclass(frozen=True)
+class SeriesCollection:
+    """The series of one archive file.
+
+    Attributes:
+        series: float32 ``(N, C, L)``, ``NaN`` at missing values and past each series' length.
+        lengths: int64 ``(N,)``, the number of time points of each series.
+        labels: int64 ``(N,)`` in ``[0, len(class_names))``.
+        class_names: The class names in label order.
+    """
+
+    series: np.ndarray
+    lengths: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+
+    @property
+    def num_channels(self) -> int:
+        """``C``, the channels (variables) per time step."""
+        return self.series.shape[1]
+
+    @property
+    def series_length(self) -> int:
+        """``L``, the length of the longest series."""
+        return self.series.shape[2]
+
+
+def _floats(tokens: list[str], path: Path, lineno: int) -> np.ndarray:
+    tokens = ["nan" if t.strip() == "?" else t for t in tokens]
+    try:
+        return np.asarray(tokens, dtype=np.float64)
+    except ValueError:
+        bad = next(t for t in tokens if not _is_number(t))
+        raise ValueError(f"{path}, line {lineno}: cannot read {bad!r} as a number.") from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _collect(cases: list[np.ndarray], labels: list[int], class_names: tuple[str, ...], path: Path,
+             trim_trailing_nan: bool) -> SeriesCollection:
+    """Stack ``(C, L_i)`` cases into a NaN-padded ``(N, C, max L_i)`` collection."""
+    if not cases:
+        raise ValueError(f"{path}: holds no series after the header.")
+    lengths = np.asarray([c.shape[1] for c in cases], dtype=np.int64)
+    if trim_trailing_nan:
+        for i, case in enumerate(cases):
+            valid = np.flatnonzero(~np.isnan(case).all(axis=0))
+            lengths[i] = valid[-1] + 1 if valid.size else 0
+    out = np.full((len(cases), cases[0].shape[0], max(int(lengths.max()), 1)), np.nan, np.float32)
+    for i, case in enumerate(cases):
+        out[i, :, : lengths[i]] = case[:, : lengths[i]]
+    return SeriesCollection(out, lengths, np.asarray(labels, dtype=np.int64), class_names)
+
+
+def _label_index(label: str, index: dict[str, int], path: Path, lineno: int) -> int:
+    if label not in index:
+        raise ValueError(f"{path}, line {lineno}: class label {label!r} is not one of the declared "
+                         f"classes {list(index)}.")
+    return index[label]
+
+
+def _check_classes(names: list[str], path: Path, lineno: int) -> tuple[str, ...]:
+    if not names:
+        raise ValueError(f"{path}, line {lineno}: the class attribute lists no class labels.")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}, line {lineno}: the class labels repeat a name: {names}.")
+    return tuple(names)
+
+
+_TS_BOOLEANS = ("timestamps", "missing", "univariate", "equallength")
+
+
+def read_ts(path: str | Path) -> SeriesCollection:
+    """Read a ``.ts`` file (sktime/aeon format) of a classification problem.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The series; labels follow the order of the header's ``@classLabel`` list.
+
+    Raises:
+        ValueError: If the file is malformed (naming the file and line), has no class labels
+            (``@classLabel false`` or a regression ``@targetLabel``), or a series breaks its
+            header (``@univariate``, ``@equalLength``, channel count).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "Toy_TRAIN.ts"
+        >>> _ = f.write_text("@problemName Toy\\n@classLabel true b a\\n@data\\n"
+        ...                  "1,2,?:3,4,5:a\\n6,7:8,9:b\\n")
+        >>> data = read_ts(f)
+        >>> data.series.shape, data.lengths.tolist(), data.labels.tolist(), data.class_names
+        ((2, 2, 3), [3, 2], [1, 0], ('b', 'a'))
+        >>> data.series[0].tolist()
+        [[1.0, 2.0, nan], [3.0, 4.0, 5.0]]
+    """
+    path = Path(path)
+    flags = {"timestamps": False, "univariate": None, "equallength": None}
+    class_names: tuple[str, ...] | None = None
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = None
+    for lineno, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith(("#", "%")):  # comments
+            continue
+        if not line.startswith("@"):
+            raise ValueError(f"{path}, line {lineno}: expected a header tag or `@data` before the data, "
+                             f"got {line[:40]!r}.")
+        tag, *values = line[1:].split()
+        tag = tag.lower()
+        if tag == "data":
+            start = lineno
+            break
+        if tag in _TS_BOOLEANS or tag in ("classlabel", "targetlabel"):
+            if not values or values[0].lower() not in ("true", "false"):
+                raise ValueError(f"{path}, line {lineno}: `@{tag}` must be followed by true or false, "
+                                 f"got {' '.join(values)!r}.")
+            flag = values[0].lower() == "true"
+            if tag in _TS_BOOLEANS:
+                flags[tag] = flag
+            elif tag == "targetlabel" and flag:
+                raise ValueError(f"{path}, line {lineno}: `@targetLabel true` marks a regression problem; "
+                                 "only classification files (`@classLabel true ...`) can be read.")
+            elif tag == "classlabel":
+                if not flag:
+                    raise ValueError(f"{path}, line {lineno}: `@classLabel false`: the file has no class "
+                                     "labels to classify.")
+                class_names = _check_classes(values[1:], path, lineno)
+    if start is None:
+        raise ValueError(f"{path}: no `@data` line ends the header.")
+    if class_names is None:
+        raise ValueError(f"{path}: the header has no `@classLabel true <labels...>` line.")
+    index = {name: k for k, name in enumerate(class_names)}
+    cases: list[np.ndarray] = []
+    labels: list[int] = []
+    n_channels = None
+    for lineno, raw in enumerate(lines[start:], start + 1):
+        line = raw.strip()
+        if not line:
+            continue
+        if flags["timestamps"]:  # (t,v),(t,v):(t,v),...:label -> the values v
+            *parts, label = re.split(r"(?<=\))\s*:", line)
+            channels = [[pair.rsplit(",", 1)[-1] for pair in re.findall(r"\(([^()]*)\)", p)] for p in parts]
+        else:
+            *parts, label = line.split(":")
+            channels = [p.split(",") for p in parts]
+        if not channels:
+            raise ValueError(f"{path}, line {lineno}: expected values and a class label separated by ':', "
+                             f"got {line[:40]!r}.")
+        if n_channels is None:
+            n_channels = len(channels)
+            if flags["univariate"] and n_channels > 1:
+                raise ValueError(f"{path}, line {lineno}: `@univariate true` but the series has "
+                                 f"{n_channels} channels.")
+        elif len(channels) != n_channels:
+            raise ValueError(f"{path}, line {lineno}: {len(channels)} channels, but the first series "
+                             f"has {n_channels}.")
+        values = [_floats(c, path, lineno) for c in channels]
+        length = max(v.size for v in values)
+        if flags["equallength"] and cases and length != cases[0].shape[1]:
+            raise ValueError(f"{path}, line {lineno}: `@equalLength true` but the series has {length} "
+                             f"values, the first {cases[0].shape[1]}.")
+        case = np.full((n_channels, length), np.nan)
+        for c, v in enumerate(values):
+            case[c, : v.size] = v
+        cases.append(case)
+        labels.append(_label_index(label.strip(), index, path, lineno))
+    return _collect(cases, labels, class_names, path, trim_trailing_nan=False)
+
+
+def _sorted_labels(labels: set[str]) -> tuple[str, ...]:
+    if all(_is_number(s) for s in labels):
+        return tuple(sorted(labels, key=float))
+    return tuple(sorted(labels))
+
+
+def _canonical(label: str) -> str:
+    """``"1.0000000e+00"`` (UCR 2015 text files) -> ``"1"``; other labels unchanged."""
+    try:
+        value = float(label)
+    except ValueError:
+        return label
+    return str(int(value)) if value.is_integer() else label
+
+
+def read_tsv(path: str | Path, class_names: tuple[str, ...] | list[str] | None = None,
+             delimiter: str | None = None) -> SeriesCollection:
+    """Read a univariate UCR file: label first, then the values (``.tsv``, UCR 2015 text).
+
+    Args:
+        path: The file.
+        class_names: The classes in label order, e.g. those of the training file when reading
+            the test file; None: the sorted labels found (numerically when all are numbers).
+            Integral numeric labels are written without decimals (``"1.0e+00"`` -> ``"1"``).
+        delimiter: Value separator; None: a tab if the first line has one, else a comma if it
+            has one, else whitespace.
+
+    Returns:
+        The series, one channel; trailing ``NaN`` are padding.
+
+    Raises:
+        ValueError: If a value is not a number or a label is not in ``class_names`` (naming the
+            file and line), or the file holds no series.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "Toy_TRAIN.tsv"
+        >>> _ = f.write_text("2\\t0.5\\t1.5\\t2.5\\n1\\t3.0\\t4.0\\tNaN\\n")
+        >>> data = read_tsv(f)
+        >>> data.class_names, data.labels.tolist(), data.lengths.tolist()
+        (('1', '2'), [1, 0], [3, 2])
+    """
+    path = Path(path)
+    rows: list[tuple[int, str, list[str]]] = []
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        if delimiter is None:
+            delimiter = "\t" if "\t" in line else "," if "," in line else ""
+        tokens = line.split(delimiter) if delimiter else line.split()
+        if len(tokens) < 2:
+            raise ValueError(f"{path}, line {lineno}: expected a label and values, got {line[:40]!r}.")
+        rows.append((lineno, _canonical(tokens[0].strip()), tokens[1:]))
+    if class_names is None:
+        class_names = _sorted_labels({label for _, label, _ in rows})
+    index = {name: k for k, name in enumerate(class_names)}
+    cases = [_floats(values, path, lineno)[None] for lineno, _, values in rows]
+    labels = [_label_index(label, index, path, lineno) for lineno, label, _ in rows]
+    return _collect(cases, labels, tuple(class_names), path, trim_trailing_nan=True)
+
+
+def _unquote(text: str) -> str:
+    text = text.strip()
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" else text
+
+
+def read_arff(path: str | Path) -> SeriesCollection:
+    """Read a WEKA ``.arff`` file: numeric attributes, or one relational attribute, then a class.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The series; labels follow the order of the class attribute's ``{...}`` list; trailing
+        ``?`` are padding.
+
+    Raises:
+        ValueError: If the file is malformed (naming the file and line): attributes other than
+            numeric ones (or one relational attribute) followed by a nominal class, a row with the
+            wrong number of values, an unknown label.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "Toy_TRAIN.arff"
+        >>> _ = f.write_text("@relation Toy\\n@attribute series relational\\n@attribute t0 numeric\\n"
+        ...                  "@attribute t1 numeric\\n@end series\\n@attribute target {up,down}\\n"
+        ...                  "@data\\n'1,2\\\\n3,4',down\\n")
+        >>> data = read_arff(f)
+        >>> data.series.tolist(), data.labels.tolist(), data.class_names
+        ([[[1.0, 2.0], [3.0, 4.0]]], [1], ('up', 'down'))
+    """
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kinds: list[str] = []  # top-level attribute kinds: "numeric" | "relational" | "nominal"
+    class_names: tuple[str, ...] = ()
+    in_relation = False
+    start = None
+    for lineno, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("%"):
+            continue
+        low = line.lower()
+        if low.startswith("@data"):
+            start = lineno
+            break
+        if low.startswith("@end"):
+            in_relation = False
+            continue
+        if not low.startswith("@attribute"):
+            continue  # @relation and other header lines
+        match = re.match(r"@attribute\s+('[^']*'|\"[^\"]*\"|\S+)\s+(.+)$", line, flags=re.IGNORECASE)
+        if match is None:
+            raise ValueError(f"{path}, line {lineno}: cannot read the attribute {line[:60]!r}.")
+        kind = match.group(2).strip()
+        if kind.startswith("{"):
+            if in_relation:
+                raise ValueError(f"{path}, line {lineno}: nominal attributes inside a relational one are "
+                                 "not series values.")
+            names = [_unquote(s) for s in kind.strip("{}").split(",") if s.strip()]
+            kinds.append("nominal")
+            class_names = _check_classes(names, path, lineno)
+        elif kind.lower() in ("numeric", "real", "integer"):
+            if not in_relation:
+                kinds.append("numeric")
+        elif kind.lower() == "relational":
+            kinds.append("relational")
+            in_relation = True
+        else:
+            raise ValueError(f"{path}, line {lineno}: attribute type {kind!r} is not numeric, relational "
+                             "or a nominal class {...}.")
+    if start is None:
+        raise ValueError(f"{path}: no `@data` line ends the header.")
+    body = kinds[:-1]
+    relational = body == ["relational"]
+    if not kinds or kinds[-1] != "nominal" or not (relational or (body and set(body) == {"numeric"})):
+        raise ValueError(f"{path}: the attributes must be numeric ones (or one relational attribute) "
+                         f"followed by a nominal class attribute, got {kinds}.")
+    index = {name: k for k, name in enumerate(class_names)}
+    cases: list[np.ndarray] = []
+    labels: list[str] = []
+    for lineno, raw in enumerate(lines[start:], start + 1):
+        line = raw.strip()
+        if not line or line.startswith("%"):
+            continue
+        if relational:
+            quote = line[0]
+            end = line.find(quote, 1) if quote in "'\"" else -1
+            label = line[end + 1:].strip()
+            if end < 0 or not label.startswith(","):
+                raise ValueError(f"{path}, line {lineno}: expected 'ch1\\nch2\\n...',label, got {line[:40]!r}.")
+            channels = [_floats(c.split(","), path, lineno) for c in line[1:end].split("\\n")]
+            if len({c.size for c in channels}) != 1:
+                raise ValueError(f"{path}, line {lineno}: the channels have different numbers of values "
+                                 f"{[c.size for c in channels]}.")
+            case, label = np.stack(channels), label[1:]
+            if cases and case.shape[0] != cases[0].shape[0]:
+                raise ValueError(f"{path}, line {lineno}: {case.shape[0]} channels, but the first series "
+                                 f"has {cases[0].shape[0]}.")
+        else:
+            tokens = line.split(",")
+            if len(tokens) != len(kinds):
+                raise ValueError(f"{path}, line {lineno}: {len(tokens)} values, but the header declares "
+                                 f"{len(kinds)} attributes.")
+            case, label = _floats(tokens[:-1], path, lineno)[None], tokens[-1]
+        cases.append(case)
+        labels.append(_label_index(_unquote(label), index, path, lineno))
+    return _collect(cases, labels, class_names, path, trim_trailing_nan=True)
+
+
+def read_series_file(path: str | Path, class_names: tuple[str, ...] | list[str] | None = None) -> SeriesCollection:
+    """Read any archive file by its suffix: ``.ts``, ``.arff``, else UCR text (:func:`read_tsv`).
+
+    Args:
+        path: The file.
+        class_names: Expected classes in label order (e.g. the training file's): the label order
+            of header-less text files; checked against the header of ``.ts`` and ``.arff`` files.
+
+    Raises:
+        ValueError: If the file is malformed or its header declares other classes.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".ts", ".arff"):
+        return read_tsv(path, class_names)
+    data = read_ts(path) if suffix == ".ts" else read_arff(path)
+    if class_names is not None and tuple(class_names) != data.class_names:
+        raise ValueError(f"{path}: declares the classes {list(data.class_names)}, expected "
+                         f"{list(class_names)} (those of the training file).")
+    return data
+
+
+def znormalize(series: np.ndarray) -> np.ndarray:
+    """Z-normalise every series and channel over its non-``NaN`` points (``NaN`` stay ``NaN``).
+
+    Population standard deviation, as the UCR archive; a constant channel becomes 0.
+
+    Args:
+        series: ``(..., L)`` values with ``NaN`` at missing and padded points.
+
+    Returns:
+        float32 values of the same shape.
+
+    Examples:
+        >>> z = znormalize(np.array([[1.0, 2.0, 3.0, np.nan]]))
+        >>> z.dtype, z.astype(np.float64).round(4).tolist()
+        (dtype('float32'), [[-1.2247, 0.0, 1.2247, nan]])
+    """
+    x = np.asarray(series, dtype=np.float64)
+    valid = ~np.isnan(x)
+    count = np.maximum(valid.sum(-1, keepdims=True), 1)
+    mean = np.where(valid, x, 0.0).sum(-1, keepdims=True) / count
+    std = np.sqrt((np.where(valid, x - mean, 0.0) ** 2).sum(-1, keepdims=True) / count)
+    return ((x - mean) / np.where(std > 1e-8, std, 1.0)).astype(np.float32)
+
+
+def dsn_batch_size(n_train: int, cap: int = 16) -> int:
+    """The DSN code's batch size: a tenth of the training series, at most ``cap``, at least 2.
+
+    ``max(int(min(n_train / 10, cap)), 2)`` with ``cap`` the script's ``--batch-size`` (16).
+
+    Examples:
+        >>> dsn_batch_size(50), dsn_batch_size(1000), dsn_batch_size(12)
+        (5, 16, 2)
+    """
+    return max(int(min(n_train / 10, cap)), 2)
+
+
+def _aeon_data_dir() -> Path | None:
+    spec = importlib.util.find_spec("aeon")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+
+
+class _SeriesSplit(Dataset):
+    """In-memory series; items ``(x, y)``, plus ``index`` and/or ``length`` when asked."""
+
+    def __init__(self, series: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor,
+                 source_indices: np.ndarray, return_index: bool, return_lengths: bool) -> None:
+        self.series = series  # (N, C, L) float32, zeros past each length
+        self.labels = labels  # (N,) int64
+        self.lengths = lengths  # (N,) int64
+        self.source_indices = source_indices  # (N,) positions in the archive file
+        self.return_index = return_index
+        self.return_lengths = return_lengths
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        item = (self.series[i], self.labels[i])
+        if self.return_index:
+            item += (torch.tensor(i, dtype=torch.int64),)
+        if self.return_lengths:
+            item += (self.lengths[i],)
+        return item
+
+
+class TimeSeriesDataModule(L.LightningDataModule):
+    """One UCR/UEA classification problem with the archive's train/test split.
+
+    Both files are read at construction (``train_raw``, ``test_raw``), so ``num_classes``,
+    ``num_channels``, ``series_length`` and ``class_names`` are set right away. ``setup``
+    normalises (``normalize``), replaces ``NaN`` (missing values, padding) by 0 and pads every
+    series at the end to ``series_length``.
+
+    Batches are tuples:
+
+    - ``(x, y)`` by default: ``x`` float32 ``(B, C, L)`` with ``C = num_channels`` and
+      ``L = series_length``, zero past each series' end; ``y`` int64 ``(B,)``.
+    - ``return_index=True``: training batches are ``(x, y, index)``, ``index`` int64 ``(B,)`` the
+      positions in ``train_dataset`` (the key of data-pruning callbacks;
+      ``train_dataset.source_indices[index]`` are the rows of the training file).
+    - ``return_lengths=True``: every split appends ``lengths`` int64 ``(B,)``, the number of
+      valid time points (``torch.arange(L) < lengths[:, None]`` is the mask): ``(x, y, lengths)``
+      (what ``TimeSeriesClassifier`` hands to length-aware backbones), or
+      ``(x, y, index, lengths)`` with ``return_index``. ``ImageClassifier`` would read a third
+      item as ``index``, so do not combine it with ``return_lengths``.
+
+    Splits: ``train_dataset`` / ``test_dataset`` are the archive's files in file order. With
+    ``val_split > 0`` a validation set (stratified when every class has at least two series,
+    seeded) is carved from the training file; with ``val_split=0`` there is none
+    (``val_dataloader`` returns ``[]``) unless ``validate_on_test=True``, which validates on the
+    test split (monitoring only: the DSN protocol keeps the epoch with the lowest training loss).
+
+    Args:
+        dataset: Problem name, e.g. ``"GunPoint"``; a name ending in ``_eq`` / ``_nmv`` is also
+            looked for in the folder of its base name (``JapaneseVowels/JapaneseVowels_eq_TRAIN.ts``).
+        data_dir: Folder of the archive layout ``<dataset>/<dataset>_TRAIN.<ext>`` and
+            ``_TEST.<ext>``; None: the copies inside aeon (:data:`BUNDLED_DATASETS`).
+        batch_size: Series per batch for every split; None: :func:`dsn_batch_size` of the number
+            of training series (the DSN rule). The resolved value is ``self.batch_size``.
+        normalize: ``"zscore"`` (each series and channel over its valid points, see
+            :func:`znormalize`) or ``"none"`` (the values as stored, as the DSN code).
+        val_split: Validation series taken from the training file: a count (int) or a fraction
+            in ``[0, 1)``; 0: none.
+        validate_on_test: Validate on the test split (``val_split`` must be 0).
+        pad_to: Pad every series to this length (at least the longest series of both files);
+            None: the longest series.
+        file_format: ``"ts"``, ``"tsv"``, ``"arff"`` or ``"txt"`` (UCR 2015 text files named
+            ``<dataset>_TRAIN`` or ``.txt``); None: the first found in that order.
+        return_index: Training batches also carry each series' index.
+        return_lengths: Batches of every split also carry the series' lengths.
+        num_workers: DataLoader worker processes (0 loads in the main process).
+        seed: Seed of the validation split.
+
+    Raises:
+        ValueError: If an argument is out of range, ``dataset`` is not bundled with aeon while
+            ``data_dir`` is None, or a file is malformed (naming the file and line).
+        FileNotFoundError: If ``data_dir`` lacks the files of ``dataset``.
+
+    Examples:
+        >>> dm = TimeSeriesDataModule("GunPoint")
+        >>> dm.num_classes, dm.num_channels, dm.series_length, dm.class_names
+        (2, 1, 150, ('1', '2'))
+        >>> dm.batch_size  # max(int(min(50 training series / 10, 16)), 2)
+        5
+        >>> dm.setup("fit")
+        >>> x, y = next(iter(dm.train_dataloader()))
+        >>> tuple(x.shape), y.dtype
+        ((5, 1, 150), torch.int64)
+        >>> dm = UEADataModule("JapaneseVowels", batch_size=8, return_lengths=True)
+        >>> dm.setup("test")
+        >>> x, y, lengths = next(iter(dm.test_dataloader()))
+        >>> tuple(x.shape), lengths.tolist()[:4]
+        ((8, 12, 29), [19, 17, 19, 18])
+    """
+
+    def __init__(
+        self,
+        dataset: str,
+        data_dir: str | None = None,
+        batch_size: int | None = None,
+        normalize: str = "zscore",
+        val_split: int | float = 0,
+        validate_on_test: bool = False,
+        pad_to: int | None = None,
+        file_format: str | None = None,
+        return_index: bool = False,
+        return_lengths: bool = False,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(dataset, str) or not dataset or "/" in dataset or "\\" in dataset:
+            raise ValueError(f"`dataset` must be a problem name such as 'GunPoint', got {dataset!r}.")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive integer or None (the DSN rule), got {batch_size}.")
+        if normalize not in _NORMALIZE:
+            raise ValueError(f"`normalize` must be one of {list(_NORMALIZE)}, got {normalize!r}.")
+        if isinstance(val_split, bool) or not (
+            (isinstance(val_split, int) and val_split >= 0) or (isinstance(val_split, float) and 0 <= val_split < 1)
+        ):
+            raise ValueError(f"`val_split` must be a count >= 0 or a fraction in [0, 1), got {val_split!r}.")
+        if validate_on_test and val_split:
+            raise ValueError(f"`validate_on_test=True` needs `val_split=0`, got `val_split={val_split}`.")
+        if pad_to is not None and pad_to < 1:
+            raise ValueError(f"`pad_to` must be a positive integer or None, got {pad_to}.")
+        if file_format is not None and file_format not in _FORMATS:
+            raise ValueError(f"`file_format` must be one of {list(_FORMATS)} or None, got {file_format!r}.")
+        if num_workers < 0:
+            raise ValueError(f"`num_workers` must be a non-negative integer, got {num_workers}.")
+        self.save_hyperparameters()
+        self.dataset, self.data_dir, self.normalize = dataset, data_dir, normalize
+        self.val_split, self.validate_on_test, self.file_format = val_split, validate_on_test, file_format
+        self.return_index, self.return_lengths = return_index, return_lengths
+        self.num_workers, self.seed = num_workers, seed
+
+        self.train_file, self.test_file = self._find_files()
+        self.train_raw = read_series_file(self.train_file)
+        self.test_raw = read_series_file(self.test_file, self.train_raw.class_names)
+        if self.test_raw.num_channels != self.train_raw.num_channels:
+            raise ValueError(f"{self.test_file}: {self.test_raw.num_channels} channels, but the training "
+                             f"file has {self.train_raw.num_channels}.")
+        self.class_names: tuple[str, ...] = self.train_raw.class_names
+        self.num_classes: int = len(self.class_names)
+        self.num_channels: int = self.train_raw.num_channels
+        longest = max(self.train_raw.series_length, self.test_raw.series_length)
+        if pad_to is not None and pad_to < longest:
+            raise ValueError(f"`pad_to` must be at least the longest series of {dataset} ({longest}), got {pad_to}.")
+        self.series_length: int = pad_to or longest
+        self._train_idx, self._val_idx = self._split()
+        self.batch_size: int = batch_size or dsn_batch_size(len(self._train_idx))
+        self.train_dataset: _SeriesSplit | None = None
+        self.val_dataset: _SeriesSplit | None = None
+        self.test_dataset: _SeriesSplit | None = None
+
+    @property
+    def in_channels(self) -> int:
+        """``num_channels`` under the name that model builders take."""
+        return self.num_channels
+
+    def _find_files(self) -> tuple[Path, Path]:
+        root = Path(self.data_dir).expanduser() if self.data_dir is not None else _aeon_data_dir()
+        if root is not None and self.data_dir is not None and not root.is_dir():
+            raise FileNotFoundError(f"`data_dir` must be a folder of the archive layout, got {self.data_dir!r} "
+                                    "(not a directory).")
+        base = re.sub(r"_(eq|nmv)$", "", self.dataset)
+        folders = [root / self.dataset] + ([root / base] if base != self.dataset else []) if root else []
+        suffixes = [ext for fmt in ([self.file_format] if self.file_format else _FORMATS) for ext in _FORMATS[fmt]]
+        for ext in suffixes:
+            for folder in folders:
+                train, test = folder / f"{self.dataset}_TRAIN{ext}", folder / f"{self.dataset}_TEST{ext}"
+                if train.is_file() and test.is_file():
+                    return train, test
+        if self.data_dir is None:
+            raise ValueError(
+                f"`dataset` must be one of the problems bundled with aeon {list(BUNDLED_DATASETS)} when "
+                f"`data_dir` is None, got {self.dataset!r}. For other UCR/UEA problems pass `data_dir`, a "
+                "folder holding <Name>/<Name>_TRAIN.ts and <Name>/<Name>_TEST.ts (the archive layout); "
+                "nothing is downloaded."
+            )
+        names = " or ".join(f"{self.dataset}_TRAIN{ext}" for ext in suffixes)
+        raise FileNotFoundError(
+            f"`data_dir` ({root}) holds no files of `dataset` {self.dataset!r}: looked for {names} and the "
+            f"matching _TEST files in {' and '.join(str(f) for f in folders)}."
+        )
+
+    def _split(self) -> tuple[np.ndarray, np.ndarray]:
+        labels = self.train_raw.labels
+        n = labels.shape[0]
+        n_val = self.val_split if isinstance(self.val_split, int) else round(self.val_split * n)
+        if n_val == 0:
+            return np.arange(n), np.arange(0)
+        if n_val >= n:
+            raise ValueError(f"`val_split` must leave training series ({n} in {self.train_file.name}), "
+                             f"got {self.val_split!r} ({n_val} series).")
+        counts = np.bincount(labels, minlength=self.num_classes)
+        stratify = counts.min() >= 2 and min(n_val, n - n_val) >= self.num_classes
+        from sklearn.model_selection import train_test_split
+
+        train, val = train_test_split(np.arange(n), test_size=n_val, random_state=self.seed,
+                                      stratify=labels if stratify else None)
+        return np.sort(train), np.sort(val)
+
+    def _make(self, data: SeriesCollection, idx: np.ndarray, return_index: bool) -> _SeriesSplit:
+        series = data.series[idx]  # (n, C, L_file), NaN-padded
+        if self.normalize == "zscore":
+            series = znormalize(series)
+        padded = np.zeros((len(idx), self.num_channels, self.series_length), dtype=np.float32)
+        padded[..., : series.shape[-1]] = np.where(np.isnan(series), 0.0, series)
+        return _SeriesSplit(torch.from_numpy(padded), torch.from_numpy(data.labels[idx]),
+                            torch.from_numpy(data.lengths[idx]), idx, return_index, self.return_lengths)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the training, validation and test datasets (all splits, any stage)."""
+        if self.train_dataset is not None:
+            return
+        self.train_dataset = self._make(self.train_raw, self._train_idx, self.return_index)
+        if len(self._val_idx):
+            self.val_dataset = self._make(self.train_raw, self._val_idx, False)
+        self.test_dataset = self._make(self.test_raw, np.arange(len(self.test_raw.labels)), False)
+        if self.validate_on_test:
+            self.val_dataset = self.test_dataset
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"`{type(self).__name__}.setup()` must run before asking for a loader.")
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled batches of the training split."""
+        return self._loader(self.train_dataset, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Batches of the validation split in order; ``[]`` when there is none."""
+        if self.train_dataset is not None and self.val_dataset is None:
+            return []
+        return self._loader(self.val_dataset, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Batches of the test split (the archive's test file), in order."""
+        return self._loader(self.test_dataset, shuffle=False)
+
+
+class UCRDataModule(TimeSeriesDataModule):
+    """:class:`TimeSeriesDataModule` under the univariate UCR archive's name (same arguments).
+
+    Examples:
+        >>> UCRDataModule("ItalyPowerDemand").num_classes
+        2
+    """
+
+
+class UEADataModule(TimeSeriesDataModule):
+    """:class:`TimeSeriesDataModule` under the multivariate UEA archive's name (same arguments).
+
+    Examples:
+        >>> UEADataModule("BasicMotions").class_names
+        ('Standing', 'Running', 'Walking', 'Badminton')
+    """
