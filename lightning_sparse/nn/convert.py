@@ -5,18 +5,26 @@ keyed by qualified parameter name) is turned into :class:`SparseLinear` layers t
 the non-zeros, as in "Nerva: a Truly Sparse Implementation of Neural Networks" (Wesselink et al.,
 2024, arXiv:2407.17437), and back into ``nn.Linear`` layers plus masks. Both directions keep
 every output unchanged (up to floating point) when the dense weights are zero outside the masks.
+
+Training continues across a conversion when the optimizer follows: :func:`replace_optimizer_param`
+swaps a parameter in an optimizer and gathers (dense -> values) or scatters (values -> dense)
+every per-parameter state tensor, so SGD momentum and Adam moments carry over exactly.
+:func:`memory_report` counts the bytes that truly sparse storage saves.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
 
 from lightning_sparse.nn.sparse_linear import SparseLinear
 
-__all__ = ["to_masked", "to_truly_sparse"]
+__all__ = ["memory_report", "replace_optimizer_param", "to_masked", "to_truly_sparse"]
+
+# optimizer state entries whose untouched value is not zero (Adagrad's accumulator)
+_FRESH_VALUE_KEYS = {"sum": "initial_accumulator_value"}
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -37,7 +45,9 @@ def to_truly_sparse(
     Each ``nn.Linear`` whose ``"<name>.weight"`` is in ``masks`` and whose mask density is at
     most ``max_density`` becomes ``SparseLinear.from_dense(linear, mask)`` (weights outside the
     mask are dropped), following Nerva (Wesselink et al., 2024, arXiv:2407.17437). The other
-    layers stay dense, so their masks keep being applied by the caller.
+    layers stay dense, so their masks keep being applied by the caller. The bias ``Parameter``
+    object moves to the new layer; the weight becomes a new ``values`` parameter (see
+    :func:`replace_optimizer_param` to carry an optimizer over).
 
     Args:
         module: the model; mask names are relative to it (e.g. ``"net.0.weight"``).
@@ -96,8 +106,8 @@ def to_truly_sparse(
             continue
         sparse = SparseLinear.from_dense(layer, mask)
         sparse.values.requires_grad_(layer.weight.requires_grad)
-        if sparse.bias is not None and layer.bias is not None:
-            sparse.bias.requires_grad_(layer.bias.requires_grad)
+        if layer.bias is not None:
+            sparse.bias = layer.bias  # the same Parameter: optimizers keep their reference
         sparse.train(layer.training)
         _replace(module, layer_name, sparse)
         converted.append(weight_name)
@@ -109,7 +119,8 @@ def to_masked(module: nn.Module) -> dict[str, Tensor]:
 
     The inverse of :func:`to_truly_sparse` (Nerva, Wesselink et al., 2024, arXiv:2407.17437):
     the dense weights are zero outside the pattern, and the returned masks let masked training
-    (e.g. dynamic sparse training) continue from them.
+    (e.g. dynamic sparse training) continue from them. The bias ``Parameter`` object moves to
+    the new layer; the weight is a new parameter.
 
     Args:
         module: the model.
@@ -143,9 +154,160 @@ def to_masked(module: nn.Module) -> dict[str, Tensor]:
     for name, layer in sparse_layers:
         dense = layer.to_dense()
         dense.weight.requires_grad_(layer.values.requires_grad)
-        if dense.bias is not None and layer.bias is not None:
-            dense.bias.requires_grad_(layer.bias.requires_grad)
+        if layer.bias is not None:
+            dense.bias = layer.bias  # the same Parameter: optimizers keep their reference
         dense.train(layer.training)
         masks[f"{name}.weight"] = layer.mask()
         _replace(module, name, dense)
     return masks
+
+
+@torch.no_grad()
+def replace_optimizer_param(
+    optimizer: torch.optim.Optimizer, old: Tensor, new: Tensor, mask: Tensor
+) -> bool:
+    """Put ``new`` in place of ``old`` in ``optimizer`` and convert its per-parameter state.
+
+    One direction of a dense <-> truly sparse conversion (Nerva, Wesselink et al., 2024,
+    arXiv:2407.17437). Exactly one of ``old`` and ``new`` has ``mask``'s shape (the dense
+    weight); the other is the ``(mask.sum(),)`` values vector in row-major (CSR) order. Every
+    state tensor shaped like ``old`` (SGD ``momentum_buffer``, Adam ``exp_avg``/``exp_avg_sq``,
+    ...) is gathered at the mask (dense -> values) or scattered into a dense tensor that is zero
+    elsewhere (values -> dense; Adagrad's ``sum`` is filled with its
+    ``initial_accumulator_value``): the state a masked parameter would have. Scalars such as
+    ``step`` are kept. The parameter keeps its position in its param group, so the optimizer's
+    ``state_dict`` indices do not move.
+
+    Args:
+        optimizer: any ``torch.optim.Optimizer``.
+        old: the parameter now in ``optimizer``.
+        new: the parameter to put there.
+        mask: bool tensor of the dense weight's shape; ``mask.sum()`` equals the values' length.
+
+    Returns:
+        Whether ``old`` was found in ``optimizer`` (nothing changes when it was not).
+
+    Raises:
+        ValueError: if the shapes of ``old``, ``new`` and ``mask`` do not fit together.
+
+    Examples:
+        >>> dense = nn.Parameter(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+        >>> mask = dense != 0
+        >>> opt = torch.optim.SGD([dense], lr=0.1, momentum=0.9)
+        >>> dense.grad = torch.ones(2, 2) * mask; opt.step()
+        >>> values = nn.Parameter(dense.detach()[mask])
+        >>> replace_optimizer_param(opt, dense, values, mask)
+        True
+        >>> opt.param_groups[0]["params"][0] is values, opt.state[values]["momentum_buffer"].tolist()
+        (True, [1.0, 1.0])
+    """
+    nnz = int(mask.sum())
+    if tuple(old.shape) == tuple(mask.shape) and tuple(new.shape) == (nnz,):
+        to_dense = False
+    elif tuple(new.shape) == tuple(mask.shape) and tuple(old.shape) == (nnz,):
+        to_dense = True
+    else:
+        raise ValueError(
+            f"`old` and `new` must be a dense weight of `mask`'s shape {tuple(mask.shape)} and a values "
+            f"vector of shape ({nnz},) (in either order), got {tuple(old.shape)} and {tuple(new.shape)}."
+        )
+    for group in optimizer.param_groups:
+        params = group["params"]
+        index = next((i for i, p in enumerate(params) if p is old), None)
+        if index is None:
+            continue
+        params[index] = new  # in place: views of this list (e.g. LBFGS's) stay valid
+        state = optimizer.state.pop(old, None)
+        if state:
+            mask_d = mask.to(old.device)
+            converted = {}
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.dim() > 0 and value.shape == old.shape:
+                    if to_dense:
+                        fill = float(group.get(_FRESH_VALUE_KEYS[key], 0.0)) if key in _FRESH_VALUE_KEYS else 0.0
+                        dense = value.new_full(mask.shape, fill)
+                        dense[mask_d] = value
+                        value = dense
+                    else:
+                        value = value[mask_d]  # row-major = CSR order
+                converted[key] = value
+            optimizer.state[new] = converted
+        return True
+    return False
+
+
+def _nbytes(t: Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def memory_report(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer | Iterable[torch.optim.Optimizer] | None = None,
+) -> dict[str, int]:
+    """Bytes of parameters and optimizer state, truly sparse versus the masked dense model.
+
+    Nerva (Wesselink et al., 2024, arXiv:2407.17437) stores only the non-zeros; a masked model
+    stores the dense weight, a mask and dense optimizer state. For each :class:`SparseLinear`
+    the masked equivalent is its dense weight, a one-byte-per-weight bool mask and dense-shaped
+    optimizer state; every other parameter counts the same in both columns. The CSR structure
+    (the int64 index buffers of ``SparseLinear``) is the price of truly sparse storage and is
+    counted in ``index_bytes``.
+
+    Args:
+        module: the model (with or without ``SparseLinear`` layers).
+        optimizer: optimizer(s) whose state for ``module``'s parameters is counted.
+
+    Returns:
+        Bytes, as ints: ``param_bytes``, ``index_bytes``, ``optimizer_state_bytes`` and their sum
+        ``total_bytes`` (as stored now), and ``masked_param_bytes``, ``mask_bytes``,
+        ``masked_optimizer_state_bytes`` and their sum ``masked_total_bytes`` (the masked
+        equivalent), plus ``sparse_layers`` (the number of ``SparseLinear`` layers).
+
+    Examples:
+        >>> layer = SparseLinear.from_dense(nn.Linear(100, 10), torch.eye(10, 100, dtype=torch.bool))
+        >>> report = memory_report(nn.Sequential(layer))
+        >>> report["param_bytes"], report["masked_param_bytes"], report["mask_bytes"]
+        (80, 4040, 1000)
+    """
+    if optimizer is None:
+        optimizers: list[torch.optim.Optimizer] = []
+    elif isinstance(optimizer, Iterable) and not hasattr(optimizer, "param_groups"):
+        optimizers = list(optimizer)
+    else:
+        optimizers = [optimizer]  # type: ignore[list-item]
+    sparse = {id(m.values): m for m in module.modules() if isinstance(m, SparseLinear)}
+    report = dict.fromkeys(
+        ("param_bytes", "index_bytes", "optimizer_state_bytes", "masked_param_bytes", "mask_bytes",
+         "masked_optimizer_state_bytes"), 0
+    )
+    params = {id(p): p for p in module.parameters()}
+    for key, p in params.items():
+        report["param_bytes"] += _nbytes(p)
+        layer = sparse.get(key)
+        if layer is None:
+            report["masked_param_bytes"] += _nbytes(p)
+        else:
+            numel = layer.in_features * layer.out_features
+            report["masked_param_bytes"] += numel * p.element_size()
+            report["mask_bytes"] += numel  # torch.bool
+    for layer in sparse.values():
+        report["index_bytes"] += sum(_nbytes(b) for b in layer.buffers(recurse=False))
+    for opt in optimizers:
+        for p in (q for g in opt.param_groups for q in g["params"]):
+            if id(p) not in params:
+                continue
+            layer = sparse.get(id(p))
+            for value in opt.state.get(p, {}).values():
+                if not torch.is_tensor(value):
+                    continue
+                report["optimizer_state_bytes"] += _nbytes(value)
+                if layer is not None and value.dim() > 0 and value.shape == p.shape:
+                    report["masked_optimizer_state_bytes"] += layer.in_features * layer.out_features * value.element_size()
+                else:
+                    report["masked_optimizer_state_bytes"] += _nbytes(value)
+    report["total_bytes"] = report["param_bytes"] + report["index_bytes"] + report["optimizer_state_bytes"]
+    report["masked_total_bytes"] = (
+        report["masked_param_bytes"] + report["mask_bytes"] + report["masked_optimizer_state_bytes"]
+    )
+    report["sparse_layers"] = len(sparse)
+    return report

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_sparse.nn import SparseLinear, to_masked, to_truly_sparse
+from lightning_sparse.nn import SparseLinear, memory_report, replace_optimizer_param, to_masked, to_truly_sparse
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta"),
@@ -181,3 +181,106 @@ def test_bad_max_density_and_root_sparse_raise():
     layer = SparseLinear.from_dense(nn.Linear(4, 3), torch.ones(3, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="`module`"):
         to_masked(layer)
+
+
+def test_bias_parameter_object_moves_with_the_layer():
+    model, masks = _masked_model()
+    bias = model.net[0].bias
+    to_truly_sparse(model, masks)
+    assert model.net[0].bias is bias
+    to_masked(model)
+    assert model.net[0].bias is bias
+
+
+def _masked_step(model, masks, opt, x):
+    opt.zero_grad()
+    model(x).square().mean().backward()
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        params[name].grad.mul_(mask)
+    opt.step()
+
+
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+        lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1),
+        lambda p: torch.optim.Adagrad(p, lr=0.05, initial_accumulator_value=0.1),
+    ],
+    ids=["sgd_nesterov", "adamw", "adagrad"],
+)
+def test_optimizer_state_follows_the_conversion(make_opt):
+    """Masked training for 3 steps, then 3 truly sparse steps, then 2 masked steps again equals
+    8 masked steps: the optimizer state is gathered and scattered at the masks."""
+    torch.manual_seed(0)
+    model, masks = _masked_model()
+    reference = copy.deepcopy(model)
+    opt, ref_opt = make_opt(model.parameters()), make_opt(reference.parameters())
+    xs = [torch.randn(6, 20, generator=torch.Generator().manual_seed(i)) for i in range(8)]
+    for x in xs[:3]:
+        _masked_step(model, masks, opt, x)
+    weights = {n: p for n, p in model.named_parameters() if n in masks}
+    to_truly_sparse(model, masks)
+    for name, mask in masks.items():
+        layer = model.get_submodule(name[: -len(".weight")])
+        assert replace_optimizer_param(opt, weights[name], layer.values, mask)
+        assert opt.state[layer.values] and weights[name] not in opt.state
+    for x in xs[3:6]:
+        _masked_step(model, {}, opt, x)
+    sparse_values = {n: model.get_submodule(n[: -len(".weight")]).values for n in masks}
+    to_masked(model)
+    for name, mask in masks.items():
+        new = dict(model.named_parameters())[name]
+        assert replace_optimizer_param(opt, sparse_values[name], new, mask)
+    for x in xs[6:]:
+        _masked_step(model, masks, opt, x)
+    for x in xs:
+        _masked_step(reference, masks, ref_opt, x)
+    for (name, p), (_, q) in zip(model.named_parameters(), reference.named_parameters()):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4, msg=name)
+    ref_params = dict(reference.named_parameters())
+    for name, p in model.named_parameters():
+        for key, value in opt.state[p].items():
+            torch.testing.assert_close(value, ref_opt.state[ref_params[name]][key], atol=1e-5, rtol=1e-4)
+
+
+def test_replace_optimizer_param_checks_shapes_and_reports_absence():
+    dense = nn.Parameter(torch.ones(3, 4))
+    mask = torch.eye(3, 4, dtype=torch.bool)
+    opt = torch.optim.SGD([dense], lr=0.1)
+    with pytest.raises(ValueError, match=r"`old` and `new` must be a dense weight of `mask`'s shape \(3, 4\)"):
+        replace_optimizer_param(opt, dense, nn.Parameter(torch.ones(4)), mask)
+    other = nn.Parameter(torch.ones(3, 4))
+    assert not replace_optimizer_param(opt, other, nn.Parameter(torch.ones(3)), mask)
+    assert opt.param_groups[0]["params"][0] is dense
+
+
+def test_memory_report_counts_values_indices_masks_and_state():
+    model, masks = _masked_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(_x()).sum().backward()
+    opt.step()
+    dense_report = memory_report(model, opt)
+    params = dict(model.named_parameters())
+    total_numel = sum(p.numel() for p in params.values())
+    assert dense_report["param_bytes"] == dense_report["masked_param_bytes"] == 4 * total_numel
+    assert dense_report["optimizer_state_bytes"] == 4 * total_numel  # one momentum buffer each
+    assert dense_report["index_bytes"] == dense_report["mask_bytes"] == dense_report["sparse_layers"] == 0
+    weights = {n: params[n] for n in masks}
+    to_truly_sparse(model, masks)
+    for name, mask in masks.items():
+        replace_optimizer_param(opt, weights[name], model.get_submodule(name[:-7]).values, mask)
+    report = memory_report(model, [opt])
+    nnz = sum(int(m.sum()) for m in masks.values())
+    weight_numel = sum(m.numel() for m in masks.values())
+    assert report["sparse_layers"] == 3
+    assert report["param_bytes"] == 4 * (total_numel - weight_numel + nnz)
+    assert report["optimizer_state_bytes"] == report["param_bytes"]
+    assert report["masked_param_bytes"] == report["masked_optimizer_state_bytes"] == 4 * total_numel
+    assert report["mask_bytes"] == weight_numel
+    # CSR structure: crow (out + 1), col/row/t_col/t_perm (nnz each), t_crow (in + 1), int64
+    rows_cols = sum(m.shape[0] + 1 + m.shape[1] + 1 for m in masks.values())
+    assert report["index_bytes"] == 8 * (4 * nnz + rows_cols)
+    assert report["total_bytes"] == report["param_bytes"] + report["index_bytes"] + report["optimizer_state_bytes"]
+    assert report["masked_total_bytes"] == dense_report["total_bytes"] + weight_numel
