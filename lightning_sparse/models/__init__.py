@@ -10,8 +10,11 @@ Examples:
 
 from lightning_sparse.models import mlp, resnet_cifar, small_cnn  # noqa: F401  (register builders)
 from lightning_sparse.models import efficientnet, fast_resnet, r3d, resnet, vgg  # noqa: F401
+from lightning_sparse.models import dsn  # noqa: F401
 from lightning_sparse.models._registry import create_model, list_models, register_model
+from lightning_sparse.models.dsn import DSN
 from lightning_sparse.models.fast_resnet import FastResNet
+from lightning_sparse.models.flops import FlopCount, conv_linear_flops
 from lightning_sparse.models.mlp import MLP
 from lightning_sparse.models.resnet import ResNet
 from lightning_sparse.models.resnet_cifar import ResNetCIFAR
@@ -19,12 +22,15 @@ from lightning_sparse.models.small_cnn import SmallCNN
 from lightning_sparse.models.vgg import VGG
 
 __all__ = [
+    "DSN",
     "MLP",
     "VGG",
     "FastResNet",
+    "FlopCount",
     "ResNet",
     "ResNetCIFAR",
     "SmallCNN",
+    "conv_linear_flops",
     "create_model",
     "list_models",
     "register_model",
