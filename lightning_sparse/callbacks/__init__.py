@@ -2,5 +2,6 @@
 
 from lightning_sparse.callbacks.dst import METHODS, DynamicSparseTraining
 from lightning_sparse.callbacks.robustness import CorruptionRobustness
+from lightning_sparse.callbacks.truly_sparse import TrulySparse
 
-__all__ = ["METHODS", "CorruptionRobustness", "DynamicSparseTraining"]
+__all__ = ["METHODS", "CorruptionRobustness", "DynamicSparseTraining", "TrulySparse"]

@@ -4,11 +4,18 @@ See "Nerva: a Truly Sparse Implementation of Neural Networks" (Wesselink et al.,
 arXiv:2407.17437).
 """
 
-from lightning_sparse.nn.convert import memory_report, replace_optimizer_param, to_masked, to_truly_sparse
+from lightning_sparse.nn.convert import (
+    convert_param_state,
+    memory_report,
+    replace_optimizer_param,
+    to_masked,
+    to_truly_sparse,
+)
 from lightning_sparse.nn.sparse_linear import SparseLinear, csr_structure, transpose_structure
 
 __all__ = [
     "SparseLinear",
+    "convert_param_state",
     "csr_structure",
     "memory_report",
     "replace_optimizer_param",

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from lightning_sparse.nn.sparse_linear import SparseLinear
 
-__all__ = ["memory_report", "replace_optimizer_param", "to_masked", "to_truly_sparse"]
+__all__ = ["convert_param_state", "memory_report", "replace_optimizer_param", "to_masked", "to_truly_sparse"]
 
 # optimizer state entries whose untouched value is not zero (Adagrad's accumulator)
 _FRESH_VALUE_KEYS = {"sum": "initial_accumulator_value"}
@@ -219,21 +219,57 @@ def replace_optimizer_param(
         params[index] = new  # in place: views of this list (e.g. LBFGS's) stay valid
         state = optimizer.state.pop(old, None)
         if state:
-            mask_d = mask.to(old.device)
-            converted = {}
-            for key, value in state.items():
-                if torch.is_tensor(value) and value.dim() > 0 and value.shape == old.shape:
-                    if to_dense:
-                        fill = float(group.get(_FRESH_VALUE_KEYS[key], 0.0)) if key in _FRESH_VALUE_KEYS else 0.0
-                        dense = value.new_full(mask.shape, fill)
-                        dense[mask_d] = value
-                        value = dense
-                    else:
-                        value = value[mask_d]  # row-major = CSR order
-                converted[key] = value
-            optimizer.state[new] = converted
+            optimizer.state[new] = convert_param_state(state, old.shape, mask, to_dense, group)
         return True
     return False
+
+
+@torch.no_grad()
+def convert_param_state(
+    state: Mapping[str, object],
+    shape: tuple[int, ...] | torch.Size,
+    mask: Tensor,
+    to_dense: bool,
+    group: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """Gather (``to_dense=False``) or scatter (``to_dense=True``) one parameter's optimizer state.
+
+    The per-parameter half of :func:`replace_optimizer_param`, also usable on the ``"state"``
+    entries of an optimizer's ``state_dict`` (e.g. to write a truly sparse model's checkpoint in
+    dense form). Tensors of shape ``shape`` (the current parameter's) are converted: dense ->
+    values ``t[mask]`` (row-major = CSR order), values -> dense zeros with the values at
+    ``mask`` (Adagrad's ``sum`` filled with the group's ``initial_accumulator_value``). Other
+    entries (``step``) are kept. The input is not modified.
+
+    Args:
+        state: the state of one parameter, e.g. ``{"momentum_buffer": tensor}``.
+        shape: the shape of the parameter the state belongs to now.
+        mask: bool tensor of the dense weight's shape.
+        to_dense: direction, values -> dense when true.
+        group: the parameter's param group (hyper-parameters), for fill values.
+
+    Returns:
+        A new state dict.
+
+    Examples:
+        >>> mask = torch.tensor([[True, False], [False, True]])
+        >>> convert_param_state({"exp_avg": torch.tensor([1.0, 2.0]), "step": torch.tensor(3.0)}, (2,), mask, True)
+        {'exp_avg': tensor([[1., 0.],
+                [0., 2.]]), 'step': tensor(3.)}
+    """
+    converted: dict[str, object] = {}
+    for key, value in state.items():
+        if torch.is_tensor(value) and value.dim() > 0 and tuple(value.shape) == tuple(shape):
+            mask_d = mask.to(value.device)
+            if to_dense:
+                fill = float((group or {}).get(_FRESH_VALUE_KEYS[key], 0.0)) if key in _FRESH_VALUE_KEYS else 0.0
+                dense = value.new_full(mask.shape, fill)
+                dense[mask_d] = value
+                value = dense
+            else:
+                value = value[mask_d]
+        converted[key] = value
+    return converted
 
 
 def _nbytes(t: Tensor) -> int:
