@@ -253,7 +253,7 @@ class TrulySparse(Callback):
         return self._static_masks
 
     def _eval_masks(self, pl_module: LightningModule) -> dict[str, Tensor]:
-        masks = self._fit_masks(pl_module) if any(d.masks for d in self._dsts) else {}
+        masks = dict(self._fit_masks(pl_module)) if any(d.masks for d in self._dsts) else {}
         params = dict(pl_module.named_parameters())
         for n in self._candidates:
             if n not in masks and n in params:
@@ -426,7 +426,7 @@ class TrulySparse(Callback):
         layers = ", ".join(f"{n} ({self._held[n].sparse.density:.4f})" for n in converted)
         msg(
             f"TrulySparse: {len(converted)} nn.Linear layer(s) truly sparse: {layers}; parameters + optimizer state "
-            f"{self.memory['masked_total_bytes'] / 2**20:.2f} MiB masked -> {self.memory['total_bytes'] / 2**20:.2f} MiB."
+            f"{_fmt_bytes(self.memory['masked_total_bytes'])} masked -> {_fmt_bytes(self.memory['total_bytes'])}."
         )
 
     # ------------------------------------------------------------------ checkpointing
@@ -481,6 +481,14 @@ class TrulySparse(Callback):
 def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(root.get_submodule(parent) if parent else root, child, module)
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return f"{n:.2f} GiB"
 
 
 def _preview(names: list[str], limit: int = 6) -> str:
