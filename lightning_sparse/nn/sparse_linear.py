@@ -1,15 +1,14 @@
 """A truly sparse linear layer: CSR weight, SpMM forward, SDDMM weight gradient.
 
 Implements the layer of "Nerva: a Truly Sparse Implementation of Neural Networks"
-(Wesselink et al., 2024, arXiv:2407.17437) with pure torch sparse ops: the weight stores only
-its non-zeros (CSR values + structure) and both passes use sparse products, so time and memory
-shrink with density.
+(Wesselink et al., 2024, arXiv:2407.17437): the weight stores only its non-zeros (CSR values +
+structure) and both passes use sparse products, so time and memory shrink with density.
 
 Kernels: on CPU (float32/float64) the products run in the numba kernels of
 :mod:`lightning_sparse.nn.kernels` (row-parallel CSR SpMM on feature-major operands and a true
 SDDMM); elsewhere (CUDA, bfloat16, no numba) in torch's sparse ops.
 
-Deviations from Nerva:
+Deviations from Nerva (torch path; the numba kernels follow the same plan):
 
 * the forward computes ``(W @ X^T)^T`` with the sparse operand on the left (``dense @ csr`` and
   COO products are several times slower in torch);
