@@ -42,7 +42,7 @@ class NetWithVal(Net):
 
 
 def _sparse_flags(pl_module) -> tuple[bool, ...]:
-    return tuple(isinstance(m, SparseLinear) for m in pl_module.net if isinstance(m, (nn.Linear, SparseLinear)))
+    return tuple(isinstance(m, SparseLinear) for m in pl_module.modules() if isinstance(m, (nn.Linear, SparseLinear)))
 
 
 class Spy(Callback):
@@ -113,6 +113,29 @@ def test_static_masks_train_exactly_like_the_masked_model(tmp_path, optimizer):
         assert torch.equal(mask, dst.masks[name])
         assert torch.all(params[name][~mask] == 0)
     assert dst_ts.held == frozenset()  # everything handed back
+
+
+def test_registered_mlp_with_inplace_relu(tmp_path):
+    """The recipes' model: ImageClassifier("mlp") applies ReLU(inplace=True) to the sparse outputs."""
+    from torch.utils.data import DataLoader
+
+    from helpers import make_data
+    from lightning_sparse.tasks import ImageClassifier
+
+    def fit(truly_sparse):
+        seed_everything(0)
+        model = ImageClassifier("mlp", {"in_features": 16, "hidden_sizes": [32, 32]}, num_classes=4, lr=0.05,
+                                nesterov=True, scheduler="none")
+        dst = DynamicSparseTraining(method="static", sparsity=0.8, weight_init="xavier", summary=False)
+        spy = Spy()
+        callbacks = [dst] + ([TrulySparse(max_density=0.3)] if truly_sparse else [])
+        _trainer(tmp_path, callbacks + [spy], max_steps=6).fit(model, DataLoader(make_data(), batch_size=8))
+        return model, spy
+
+    masked, _ = fit(False)
+    sparse, spy = fit(True)
+    assert [flags for _, flags in spy.micro] == [(True, True, False)] * 6  # ERK densities 0.21, 0.14, 0.63
+    _assert_same(masked, sparse)
 
 
 def _prune(model, density=0.25, seed=0):
