@@ -21,6 +21,15 @@ update on real dense gradients; after the step the layers convert again with the
 While a layer is sparse, DST leaves it alone (:meth:`DynamicSparseTraining.hold`). With
 ``update_interval`` steps between updates the round trip costs about one dense step per interval.
 
+When: in ``on_train_start``, after Lightning 2.6 has restored the checkpoint's weights *and*
+optimizer state (``on_fit_start`` comes before the optimizer restore), so the sanity-check
+validation still runs on the masked model. Later validation runs on the sparse layers;
+``validate``/``test``/``predict`` outside ``fit`` convert for their duration. After ``fit`` the
+original ``nn.Linear`` modules return (or, with ``keep_sparse_after_fit``, the sparse ones stay).
+Under DDP the module is already wrapped by then, and DDP registers its parameters when it wraps:
+after every conversion the LightningModule is wrapped again (the strategy's ``configure_ddp``);
+the CSR index buffers, equal on every rank, are excluded from DDP's buffer broadcast.
+
 Checkpoints are written dense: ``<layer>.values`` and the CSR buffers become ``<layer>.weight``
 and the optimizer state becomes weight-shaped (zero outside the mask), so a checkpoint loads
 into the plain model (``model.load_state_dict(ckpt["state_dict"])``) and resuming with the
@@ -180,7 +189,9 @@ class TrulySparse(Callback):
                     continue
                 linears[f"{name}.weight"] = m
         if not linears:
-            raise ValueError(f"`TrulySparse` found no nn.Linear layer in {type(pl_module).__name__}; nothing to make sparse.")
+            raise ValueError(
+                f"`TrulySparse` found no nn.Linear layer in {type(pl_module).__name__}; nothing to make sparse."
+            )
         names = list(linears)
         for arg, globs in (("include", self.include), ("exclude", self.exclude)):
             for glob in globs or ():
@@ -283,7 +294,9 @@ class TrulySparse(Callback):
             self._pending_convert = True
 
     @override
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._sync(trainer, pl_module)
         if self._pending_log:
             pl_module.log_dict(self._pending_log, on_step=True, on_epoch=False)
@@ -426,8 +439,11 @@ class TrulySparse(Callback):
         held = self._held.values()
         nnz, numel = sum(h.sparse.nnz for h in held), sum(h.sparse.in_features * h.sparse.out_features for h in held)
         self._pending_log = {f"truly_sparse/{k}": float(v) for k, v in self.memory.items()}
-        self._pending_log.update({"truly_sparse/layers": float(len(self._held)), "truly_sparse/density": nnz / max(numel, 1),
-                                  "truly_sparse/conversions": float(self._conversions)})
+        self._pending_log.update({
+            "truly_sparse/layers": float(len(self._held)),
+            "truly_sparse/density": nnz / max(numel, 1),
+            "truly_sparse/conversions": float(self._conversions),
+        })
         msg = rank_zero_info if self._conversions == 1 else rank_zero_debug
         layers = ", ".join(f"{n} ({self._held[n].sparse.density:.4f})" for n in converted)
         msg(

@@ -338,7 +338,8 @@ def memory_report(
                     continue
                 report["optimizer_state_bytes"] += _nbytes(value)
                 if layer is not None and value.dim() > 0 and value.shape == p.shape:
-                    report["masked_optimizer_state_bytes"] += layer.in_features * layer.out_features * value.element_size()
+                    dense_numel = layer.in_features * layer.out_features
+                    report["masked_optimizer_state_bytes"] += dense_numel * value.element_size()
                 else:
                     report["masked_optimizer_state_bytes"] += _nbytes(value)
     report["total_bytes"] = report["param_bytes"] + report["index_bytes"] + report["optimizer_state_bytes"]

@@ -67,5 +67,6 @@ def test_init_is_not_applied_on_resume(tmp_path):
 
 
 def test_bad_weight_init():
-    with pytest.raises(ValueError, match=r"`weight_init` must be one of \('keep', 'rescale', 'he', 'xavier'\), got 'glorot'"):
+    match = r"`weight_init` must be one of \('keep', 'rescale', 'he', 'xavier'\), got 'glorot'"
+    with pytest.raises(ValueError, match=match):
         DynamicSparseTraining(weight_init="glorot")

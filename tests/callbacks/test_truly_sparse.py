@@ -200,7 +200,8 @@ def test_checkpoint_is_dense_and_resume_is_exact(tmp_path):
     def run(root, max_steps, ckpt_path=None, crash_at=None):
         seed_everything(123)
         model = Net(optimizer="nesterov")
-        dst = DynamicSparseTraining(method="rigl", sparsity=0.7, update_interval=3, seed=7, stop_step=1.0, summary=False)
+        dst = DynamicSparseTraining(method="rigl", sparsity=0.7, update_interval=3, seed=7, stop_step=1.0,
+                                    summary=False)
         callbacks = [dst, TrulySparse(max_density=0.5)]
         if crash_at:
             callbacks += [Crash(crash_at), ModelCheckpoint(dirpath=root, every_n_train_steps=4, save_top_k=-1)]
@@ -254,7 +255,8 @@ def test_resume_without_dst_uses_the_saved_masks(tmp_path):
         ts = TrulySparse(max_density=0.3)
         callbacks = [ts] + ([Crash(crash_at), ModelCheckpoint(dirpath=root, every_n_train_steps=4, save_top_k=-1)]
                             if crash_at else [])
-        _trainer(root, callbacks, max_steps=max_steps, enable_checkpointing=bool(crash_at)).fit(model, ckpt_path=ckpt_path)
+        trainer = _trainer(root, callbacks, max_steps=max_steps, enable_checkpointing=bool(crash_at))
+        trainer.fit(model, ckpt_path=ckpt_path)
         return model
 
     full = run(tmp_path / "full", 12)
