@@ -359,3 +359,30 @@ def test_dst_momentum_growth_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"grow='momentum'"):
         trainer.fit(Net())
     assert trainer.global_step == 0
+
+
+def test_dst_leaves_held_parameters_alone_and_refuses_to_update_them(tmp_path):
+    """The DST side of the protocol: `hold` / `release` / `will_update`."""
+    dst = DynamicSparseTraining(method="rigl", sparsity=0.8, update_interval=4, summary=False)
+    seen = {}
+
+    class Holder(Callback):
+        def on_train_start(self, trainer, pl_module):
+            seen["due"] = [dst.will_update(s) for s in range(9)]
+            dst.hold(["net.0.weight"])
+            with torch.no_grad():
+                pl_module.net[0].weight.fill_(1.0)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen[trainer.global_step] = bool((pl_module.net[0].weight != 0).all())
+
+    trainer = _trainer(tmp_path, [dst, Holder()], max_steps=8)
+    with pytest.raises(RuntimeError, match=r"update is due at step 4, but \['net.0.weight'\] are still held"):
+        trainer.fit(Net())
+    assert seen["due"] == [s == 4 for s in range(9)]  # RigL stops at 75% of the 8 steps
+    assert seen[1] and seen[4]  # no mask applied to the held weight after steps 0 ... 3
+    assert dst.held == frozenset({"net.0.weight"})
+    dst.release(["net.0.weight"])
+    assert dst.held == frozenset()
+    with pytest.raises(ValueError, match=r"`names` must be sparsified parameters .*got \['net.1.weight'\]"):
+        dst.hold(["net.1.weight"])
