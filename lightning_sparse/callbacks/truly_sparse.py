@@ -375,7 +375,6 @@ class TrulySparse(Callback):
             if linear.bias is not None:
                 sparse.bias = linear.bias  # the same Parameter object: optimizer and DDP state stay valid
             sparse.train(linear.training)
-            sparse.register_forward_hook(_fresh_output)
             for opt in optimizers:
                 replace_optimizer_param(opt, weight, sparse.values, mask)
             weight.data = weight.data.new_empty(0)  # free the dense storage; the object stays for DST
@@ -498,12 +497,6 @@ class TrulySparse(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict.get("masks"):
             self._loaded = dict(state_dict)
-
-
-def _fresh_output(module: nn.Module, args: Any, output: Tensor) -> Tensor | None:
-    """SparseLinear returns a view of its autograd Function's output, which an in-place op after
-    it (``nn.ReLU(inplace=True)``) may not modify; a copy makes it an ordinary tensor."""
-    return output.clone() if output._base is not None else None
 
 
 def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:

@@ -125,7 +125,12 @@ def _sddmm(
 
 
 class _SparseLinearFunction(torch.autograd.Function):
-    """``y = x W^T + b`` with ``W`` given as CSR values and a fixed structure."""
+    """``y^T = W x^T + b`` with ``W`` given as CSR values and a fixed structure.
+
+    Returns the feature-major ``(out, N)`` result; the module transposes it *outside* the
+    Function, so the ``(N, out)`` view it hands on may be modified in place (e.g. by
+    ``nn.ReLU(inplace=True)``), which autograd forbids for views made inside a Function.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -147,12 +152,12 @@ class _SparseLinearFunction(torch.autograd.Function):
         ctx.use_kernels = use_kernels
         if use_kernels:
             # Feature-major operands: every kernel loop runs over a contiguous batch row. The
-            # output is returned as a transposed view, so a following SparseLinear (or ReLU in
-            # between) hands its input over without a copy.
+            # module returns the transposed view of y_t, so a following SparseLinear (or a ReLU
+            # in between) hands its input over without a copy.
             x_t = x.t().contiguous()  # (in, N)
             y_t = kernels.spmm(crow, col, values, x_t, bias)  # (out, N)
             ctx.save_for_backward(x_t, values, crow, col, row, t_crow, t_col, t_perm)
-            return y_t.t()
+            return y_t
         in_features = x.shape[1]
         weight = torch.sparse_csr_tensor(
             crow, col, values, (out_features, in_features), check_invariants=False
@@ -162,18 +167,18 @@ class _SparseLinearFunction(torch.autograd.Function):
         else:
             y_t = torch.sparse.addmm(bias.unsqueeze(1).expand(-1, x.shape[0]), weight, x.t())
         ctx.save_for_backward(x, values, crow, col, row, t_crow, t_col, t_perm)
-        return y_t.t()  # (N, out)
+        return y_t  # (out, N)
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Optional[Tensor], ...]:  # type: ignore[override]
-        with torch.autocast(grad_out.device.type, enabled=False):
-            return _SparseLinearFunction._backward(ctx, grad_out.to(ctx.saved_tensors[1].dtype))
+    def backward(ctx: Any, grad_y_t: Tensor) -> tuple[Optional[Tensor], ...]:  # type: ignore[override]
+        with torch.autocast(grad_y_t.device.type, enabled=False):
+            return _SparseLinearFunction._backward(ctx, grad_y_t.to(ctx.saved_tensors[1].dtype))
 
     @staticmethod
-    def _backward(ctx: Any, grad_out: Tensor) -> tuple[Optional[Tensor], ...]:
+    def _backward(ctx: Any, grad_y_t: Tensor) -> tuple[Optional[Tensor], ...]:
         if ctx.use_kernels:
             x_t, values, crow, col, row, t_crow, t_col, t_perm = ctx.saved_tensors
-            g_t = grad_out.t().contiguous()  # (out, N); free when grad_out is a transposed view
+            g_t = grad_y_t.contiguous()  # (out, N); no copy when it comes feature-major
             grad_x = grad_values = grad_bias = None
             if ctx.needs_input_grad[0]:
                 grad_x = kernels.spmm(t_crow, t_col, values, g_t, perm=t_perm).t()
@@ -183,7 +188,7 @@ class _SparseLinearFunction(torch.autograd.Function):
                 grad_bias = g_t.sum(1)
             return (grad_x, grad_values, grad_bias) + (None,) * 8
         x, values, crow, col, row, t_crow, t_col, t_perm = ctx.saved_tensors
-        grad_out = grad_out.contiguous()  # (N, out); e.g. `.sum()` gives a stride-0 gradient
+        grad_out = grad_y_t.t().contiguous()  # (N, out); e.g. `.sum()` gives a stride-0 gradient
         grad_x = grad_values = grad_bias = None
         if ctx.needs_input_grad[0]:
             weight_t = torch.sparse_csr_tensor(
@@ -448,7 +453,7 @@ class SparseLinear(nn.Module):
                 self.t_perm,
                 self.out_features,
                 self.uses_kernels(),
-            )
+            ).t()
         return y.reshape(*batch_shape, self.out_features)
 
     def extra_repr(self) -> str:

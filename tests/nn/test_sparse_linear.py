@@ -256,3 +256,15 @@ def test_bfloat16_input_under_autocast(backend: str) -> None:
     torch.testing.assert_close(y, F.linear(h.float(), dense.weight * mask, dense.bias), rtol=1e-5, atol=1e-5)
     y.sum().backward()
     assert layer.values.grad is not None and layer.values.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_output_may_be_modified_in_place(backend: str) -> None:
+    # e.g. nn.ReLU(inplace=True) right after the layer, as in the registered MLP
+    dense, mask, layer = _dense_and_sparse(12, 6, 0.5, backend=backend)
+    x = torch.randn(5, 12)
+    y = torch.relu_(layer(x))
+    y.sum().backward()
+    w = dense.weight.detach().clone().requires_grad_(True)
+    F.linear(x, w * mask, dense.bias).relu().sum().backward()
+    torch.testing.assert_close(layer.values.grad, w.grad[mask], rtol=1e-5, atol=1e-5)
