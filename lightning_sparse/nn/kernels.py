@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import os
 import threading
+import types
 from typing import Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["AVAILABLE", "SUPPORTED_DTYPES", "sddmm", "spmm", "supports"]
+__all__ = ["AVAILABLE", "PARALLEL_MIN_WORK", "SUPPORTED_DTYPES", "sddmm", "spmm", "supports"]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 """Value dtypes the numba kernels handle (others use the torch fallback)."""
@@ -50,13 +51,22 @@ except ImportError:  # pragma: no cover - depends on the environment
 _lock = threading.Lock()
 
 
+PARALLEL_MIN_WORK = 1 << 20
+"""Below this many multiply-adds (``nnz * batch``) a kernel runs on one thread: waking the
+thread pool costs more than it saves, and the other core stays free for torch's own pool."""
+
+
 def _njit(fn):  # type: ignore[no-untyped-def]
+    """Compile ``fn`` twice: row-parallel (``prange``) and serial (``prange`` acts as ``range``)."""
     if not AVAILABLE:
-        return fn
-    return numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)(fn)
+        return fn, fn
+    opts = {"fastmath": True, "cache": True, "nogil": True}
+    # A distinct qualified name keeps the two compilations apart in numba's on-disk cache.
+    serial = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial")
+    serial.__qualname__ = fn.__qualname__ + "_serial"
+    return numba.njit(parallel=True, **opts)(fn), numba.njit(parallel=False, **opts)(serial)
 
 
-@_njit
 def _spmm_kernel(crow, col, vals, perm, use_perm, xt, bias, use_bias, out):  # type: ignore[no-untyped-def]
     # Four non-zeros per pass over the output row: a quarter of the loads/stores of `acc`.
     rows = crow.shape[0] - 1
@@ -85,7 +95,6 @@ def _spmm_kernel(crow, col, vals, perm, use_perm, xt, bias, use_bias, out):  # t
             k += 1
 
 
-@_njit
 def _sddmm_kernel(crow, col, gt, xt, zero, out):  # type: ignore[no-untyped-def]
     # Four non-zeros of one row per pass: the gradient row is loaded once for four dots.
     rows = crow.shape[0] - 1
@@ -118,6 +127,10 @@ def _sddmm_kernel(crow, col, gt, xt, zero, out):  # type: ignore[no-untyped-def]
                 s += g[j] * x[j]
             out[k] = s
             k += 1
+
+
+_spmm_parallel, _spmm_serial = _njit(_spmm_kernel)
+_sddmm_parallel, _sddmm_serial = _njit(_sddmm_kernel)
 
 
 def supports(values: Tensor) -> bool:
@@ -177,9 +190,10 @@ def spmm(
     v = values.detach().numpy()
     p = perm.numpy() if perm is not None else crow[:1].numpy()
     b = bias.detach().numpy() if bias is not None else v[:0]
+    kernel = _spmm_parallel if col.numel() * xt.shape[1] >= PARALLEL_MIN_WORK else _spmm_serial
     with _lock:
         _threads()
-        _spmm_kernel(
+        kernel(
             crow.numpy(), col.numpy(), v, p, perm is not None, xt.numpy(), b, bias is not None, out.numpy()
         )
     return out
@@ -210,7 +224,8 @@ def sddmm(crow: Tensor, col: Tensor, gt: Tensor, xt: Tensor) -> Tensor:
     if out.numel() == 0:
         return out
     zero = np.zeros((), dtype=out.numpy().dtype)[()]
+    kernel = _sddmm_parallel if col.numel() * gt.shape[1] >= PARALLEL_MIN_WORK else _sddmm_serial
     with _lock:
         _threads()
-        _sddmm_kernel(crow.numpy(), col.numpy(), gt.numpy(), xt.numpy(), zero, out.numpy())
+        kernel(crow.numpy(), col.numpy(), gt.numpy(), xt.numpy(), zero, out.numpy())
     return out

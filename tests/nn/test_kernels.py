@@ -67,3 +67,15 @@ def test_follows_torch_thread_count() -> None:
         assert numba.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("min_work", [0, 1 << 62])  # always parallel / always serial
+def test_parallel_and_serial_paths_match_dense(monkeypatch: pytest.MonkeyPatch, min_work: int) -> None:
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_WORK", min_work)
+    mask, crow, col, row, values, dense, gen = _problem(37, 29, 11, 0.3, 5, torch.float64)
+    xt = torch.randn(29, 11, generator=gen, dtype=torch.float64)
+    gt = torch.randn(37, 11, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(kernels.spmm(crow, col, values, xt), dense @ xt)
+    t_crow, t_col, perm = transpose_structure(row, col, 29)
+    torch.testing.assert_close(kernels.spmm(t_crow, t_col, values, gt, perm=perm), dense.t() @ gt)
+    torch.testing.assert_close(kernels.sddmm(crow, col, gt, xt), (gt @ xt.t())[mask])
