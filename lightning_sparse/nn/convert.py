@@ -286,7 +286,7 @@ def memory_report(
     stores the dense weight, a mask and dense optimizer state. For each :class:`SparseLinear`
     the masked equivalent is its dense weight, a one-byte-per-weight bool mask and dense-shaped
     optimizer state; every other parameter counts the same in both columns. The CSR structure
-    (the int64 index buffers of ``SparseLinear``) is the price of truly sparse storage and is
+    (the int32 -- int64 beyond 2**31 entries -- index buffers of ``SparseLinear``) is the price of truly sparse storage and is
     counted in ``index_bytes``.
 
     Args:

@@ -279,8 +279,8 @@ def test_memory_report_counts_values_indices_masks_and_state():
     assert report["optimizer_state_bytes"] == report["param_bytes"]
     assert report["masked_param_bytes"] == report["masked_optimizer_state_bytes"] == 4 * total_numel
     assert report["mask_bytes"] == weight_numel
-    # CSR structure: crow (out + 1), col/row/t_col/t_perm (nnz each), t_crow (in + 1), int64
+    # CSR structure: crow (out + 1), col/row/t_col/t_perm (nnz each), t_crow (in + 1), int32
     rows_cols = sum(m.shape[0] + 1 + m.shape[1] + 1 for m in masks.values())
-    assert report["index_bytes"] == 8 * (4 * nnz + rows_cols)
+    assert report["index_bytes"] == 4 * (4 * nnz + rows_cols)
     assert report["total_bytes"] == report["param_bytes"] + report["index_bytes"] + report["optimizer_state_bytes"]
     assert report["masked_total_bytes"] == dense_report["total_bytes"] + weight_numel
