@@ -43,8 +43,8 @@ at density 0.01, 1.9x at 0.1 and 2-3x slower at 0.5, hence ``a = 0.09``, ``b = 4
 and a crossover at density 0.21; the numba kernels move it to about 0.4 (17x at 0.01, 2x at 0.2,
 0.9x at 0.5). Memory agrees: a non-zero costs its value plus four int32 indices (CSR, its
 transpose and the permutation), 20 bytes, against 5 bytes per dense weight and mask byte; 24
-against 9 with SGD momentum and 28 against 13 with Adam (crossover 0.25 - 0.46). Layers with fewer than ``min_weights``
-weights stay dense too (per-call overhead dominates tiny layers).
+against 9 with SGD momentum and 28 against 13 with Adam (crossover 0.25 - 0.46). Layers with
+fewer than ``min_weights`` weights stay dense too (per-call overhead dominates tiny layers).
 
 Deviations from Nerva: only ``nn.Linear`` layers become sparse (Nerva is an MLP library);
 other layers stay masked dense. Mixed precision: SparseLinear computes in its values' dtype
