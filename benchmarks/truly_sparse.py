@@ -29,13 +29,16 @@ Three models start from the same weights and see the same batches:
   are ``SparseLinear``, the others masked.
 
 Method: one training epoch (``--quick``: one epoch over all 50,000 images; full mode:
-``--epochs``) in which the three models take turns step by step (rotating the order each step,
-so all see the same background load of a shared machine); the step time is the median over the
-epoch's steps, the epoch time the sum. Speed-up = masked median step / sparse median step.
+``--epochs``) in which the three models take turns every ``--block`` (20) steps on the same
+batches, rotating the order, so all see the same background load of a shared machine (turns of
+single steps measure each model with the other's caches and thread pools still warm, which
+penalises the small one: ``--block 1`` shows it); the step time is the median over the
+epoch's steps, the epoch time 500 x that median (the sum of the steps is shown too, it
+carries the machine's noise). Speed-up = masked median step / sparse median step.
 Inference latency: forward passes without gradients at batch 1 and 100, interleaved, medians.
 Memory: parameter memory (parameters, index buffers, masks and optimizer state, in bytes) and
-the peak resident memory of 20 training steps measured in a fresh child process per model
-(``/proc/self/clear_refs`` resets the peak after start-up; Linux only, else skipped).
+the peak memory of live tensors during a training step (those plus gradients and activations,
+from torch's profiler; measured after the timed training, so it does not disturb it).
 
 Usage:
     python benchmarks/truly_sparse.py --quick     # about 6-10 minutes on 2 CPU cores
@@ -47,11 +50,9 @@ Exits with status 1 when a target is missed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -84,10 +85,10 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--max-density", type=float, default=None, help="the 'auto' rule (default: TrulySparse's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--block", type=int, default=20,
+                   help="steps a model trains before the next takes its turn (1: alternate every step)")
     p.add_argument("--synthetic", type=int, default=0, metavar="N",
                    help="speed only: N random training samples instead of CIFAR-10 (accuracy meaningless)")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
-    p.add_argument("--memory-child", nargs=2, metavar=("MODE", "DENSITY"), help=argparse.SUPPRESS)
     return p.parse_args()
 
 
@@ -130,7 +131,7 @@ class Masked:
     def __init__(self, model: nn.Module, masks: dict[str, Tensor], lr: float) -> None:
         self.model = model
         params = dict(model.named_parameters())
-        self.pairs = [(params[n], m.to(params[n].dtype)) for n, m in masks.items() if n in params]
+        self.pairs = [(params[n], m) for n, m in masks.items() if n in params]  # bool masks
         self.opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
 
     def step(self, x: Tensor, y: Tensor) -> float:
@@ -203,22 +204,23 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
 
 # ------------------------------------------------------------------------------------ measuring
 def train_interleaved(runners: dict[str, Masked], x: Tensor, y: Tensor, epochs: int, batch: int,
-                      seed: int) -> dict[str, list[float]]:
+                      seed: int, block: int) -> dict[str, list[float]]:
+    """Every model trains on the same batches; they take turns every ``block`` steps."""
     times: dict[str, list[float]] = {k: [] for k in runners}
     names = list(runners)
     gen = torch.Generator().manual_seed(seed)
-    step = 0
+    batches = []
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=gen)
-        for s in range(0, len(y) - batch + 1, batch):
-            idx = order[s : s + batch]
-            xb, yb = x[idx], y[idx]
-            for k in range(len(names)):
-                name = names[(step + k) % len(names)]
+        batches += [order[s : s + batch] for s in range(0, len(y) - batch + 1, batch)]
+    for turn, start in enumerate(range(0, len(batches), block)):
+        chunk = [(x[idx], y[idx]) for idx in batches[start : start + block]]
+        for k in range(len(names)):
+            name = names[(turn + k) % len(names)]
+            for xb, yb in chunk:
                 t0 = time.perf_counter()
                 runners[name].step(xb, yb)
                 times[name].append(time.perf_counter() - t0)
-            step += 1
     return times
 
 
@@ -241,40 +243,29 @@ def latency(runners: dict[str, Masked], x: Tensor, batch: int, reps: int) -> dic
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
-def _status(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-    raise KeyError(key)
+def peak_memory(runner: Masked, x: Tensor, y: Tensor) -> int:
+    """Peak bytes of live tensors during one training step.
 
+    Persistent tensors (parameters, buffers, masks, optimizer state and the gradients alive when
+    the step starts) plus the largest running sum of the step's own allocations and frees, as
+    torch's profiler records them (ordered by time; frees inside an op count at its start).
+    Independent of how the C library's allocator keeps or returns pages.
+    """
+    from torch.profiler import ProfilerActivity, profile
 
-def memory_child(mode: str, density: float, args: argparse.Namespace) -> None:
-    """Peak resident memory of 20 training steps, after start-up (run in a fresh process)."""
-    torch.manual_seed(0)
-    x, y = torch.randn(args.batch_size, SIZES[0]), torch.randint(0, 10, (args.batch_size,))
-    warm = build("sparse", 0.5, 0, args.lr, 1.0)  # compile the kernels before the baseline
-    warm.step(x[:4], y[:4])
-    del warm
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    base = _status("VmRSS")
-    runner = build(mode, density, args.seed, args.lr, 1.0)
-    for _ in range(20):
-        runner.step(x, y)
-    sys.stdout.write(json.dumps({"peak": _status("VmHWM") - base}) + "\n")
-
-
-def peak_memory(mode: str, density: float, args: argparse.Namespace) -> float | None:
-    if not os.path.exists("/proc/self/clear_refs"):
-        return None
-    cmd = [sys.executable, __file__, "--memory-child", mode, str(density), "--threads", str(args.threads or 0)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    try:
-        return json.loads(out.stdout.strip().splitlines()[-1])["peak"]
-    except (IndexError, ValueError, KeyError):
-        sys.stderr.write(out.stderr[-2000:])
-        return None
+    runner.step(x, y)  # optimizer state exists from here on
+    grads = sum(p.grad.numel() * p.grad.element_size() for p in runner.model.parameters() if p.grad is not None)
+    persistent = param_bytes(runner) + grads
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            runner.step(x, y)
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
+    running = peak = 0
+    for e in events:
+        running += e.self_cpu_memory_usage
+        peak = max(peak, running)
+    return persistent + peak
 
 
 def _mb(n: float | None) -> str:
@@ -285,9 +276,6 @@ def main() -> int:
     args = _parse()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.memory_child:
-        memory_child(args.memory_child[0], float(args.memory_child[1]), args)
-        return 0
     if args.max_density is None:
         from lightning_sparse.callbacks import TrulySparse
 
@@ -313,9 +301,11 @@ def main() -> int:
         converted = n_sparse(runners["auto"])
         if converted == 0:
             runners.pop("auto")
-        times = train_interleaved(runners, x_tr, y_tr, epochs, args.batch_size, args.seed)
+        times = train_interleaved(runners, x_tr, y_tr, epochs, args.batch_size, args.seed, args.block)
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        epoch_s = {k: sum(v) / epochs for k, v in times.items()}
+        steps_per_epoch = len(times["masked"]) // epochs
+        epoch_s = {k: steps_per_epoch * med[k] / 1e3 for k in times}
+        epoch_sum = {k: sum(v) / epochs for k, v in times.items()}
         acc = {k: accuracy(r.model, x_te, y_te) for k, r in runners.items()}
         lat1 = latency(runners, x_te, 1, 300 if args.quick else 1000)
         lat100 = latency(runners, x_te, 100, 60 if args.quick else 200)
@@ -328,12 +318,13 @@ def main() -> int:
             "acc_masked": acc["masked"], "acc_sparse": acc["sparse"],
             "lat1": (lat1["masked"], lat1["sparse"]), "lat100": (lat100["masked"], lat100["sparse"]),
             "param_bytes": (param_bytes(runners["masked"]), param_bytes(runners["sparse"])),
-            "peak": (None, None) if args.no_memory else
-                    (peak_memory("masked", density, args), peak_memory("sparse", density, args)),
+            "peak": (peak_memory(runners["masked"], x_tr[:args.batch_size], y_tr[:args.batch_size]),
+                     peak_memory(runners["sparse"], x_tr[:args.batch_size], y_tr[:args.batch_size])),
         }
         rows.append(row)
         sys.stdout.write(f"  density {density}: speed-up {row['speedup']:.2f}x, acc {acc['masked']:.2f} / "
-                         f"{acc['sparse']:.2f} ({time.time() - t_start:.0f} s)\n")
+                         f"{acc['sparse']:.2f}, summed epoch s {epoch_sum['masked']:.1f} / "
+                         f"{epoch_sum['sparse']:.1f} ({time.time() - t_start:.0f} s)\n")
         sys.stdout.flush()
 
     failures = []
