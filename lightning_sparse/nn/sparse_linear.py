@@ -408,8 +408,9 @@ class SparseLinear(nn.Module):
         _check_mask(mask, self.out_features, self.in_features)
         crow, col, row = csr_structure(mask)
         t_crow, t_col, t_perm = transpose_structure(row, col, self.in_features)
-        if max(mask.numel(), self.out_features + 1, self.in_features + 1) < 2**31:
-            # int32 indices halve the structure's memory (16 instead of 32 bytes per non-zero)
+        if mask.device.type == "cpu" and max(mask.numel(), self.out_features + 1, self.in_features + 1) < 2**31:
+            # int32 indices halve the structure's memory (16 instead of 32 bytes per non-zero);
+            # CUDA keeps int64, the index type its tests cover
             crow, col, row, t_crow, t_col, t_perm = (
                 t.to(torch.int32) for t in (crow, col, row, t_crow, t_col, t_perm)
             )
