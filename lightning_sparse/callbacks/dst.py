@@ -25,6 +25,15 @@ the step's gradients are not finite (mixed precision); masks are identical on ev
 (seeded generator, all-reduced gradients, checksum); the callback's ``state_dict`` makes resuming
 exact.
 
+Constrained regions (DSN, Xiao et al. 2022, "Dynamic Sparse Network for Time Series
+Classification: Learning What to 'See'", NeurIPS 2022, arXiv:2212.09840): ``allowed_regions``
+limits where each parameter may ever be active, from a mapping or from the LightningModule's own
+``allowed_regions()`` (``allowed_regions="model"``); integer group labels give every group its own
+exact count, kept through every prune-and-grow; ``density_within_regions=True`` measures the
+sparsity inside the regions, ``init_mask="leftmost"`` fills the first kernel taps first and
+``update_interval_epochs`` counts the update interval in epochs. DSN's schedule is
+``method="rigl", grow="random", drop_fraction=0.5, stop_step=0.8`` (see ``docs/dsn.md``).
+
 Truly sparse execution (``TrulySparse``, Nerva) holds some parameters outside this callback for a
 while: :meth:`DynamicSparseTraining.hold` hands parameters over, :meth:`~DynamicSparseTraining.release`
 takes them back, and :meth:`~DynamicSparseTraining.will_update` says in advance which optimizer
@@ -47,6 +56,7 @@ from lightning_sparse.core import (
     DISTRIBUTIONS,
     GRANULARITIES,
     GROW_CRITERIA,
+    INIT_MASKS,
     SCHEDULES,
     WEIGHT_INITS,
     MaskSet,
@@ -57,14 +67,18 @@ from lightning_sparse.core import (
     find_targets,
     global_keep_counts,
     gradient_score,
+    group_counts,
     layer_densities,
+    leftmost_score,
     magnitude_score,
     mapped_densities,
     mest_score,
     prune_and_grow,
+    prune_and_grow_groups,
     random_score,
     reset_optimizer_state,
     select_topk,
+    select_topk_groups,
     set_prune_score,
     sparse_init_,
 )
@@ -72,6 +86,7 @@ from lightning_sparse.callbacks._summary import render_sparsity_table
 
 METHODS = ("static", "set", "rigl", "mest", "granet")
 PRUNE_SCOPES = ("layer", "global")
+REGION_SOURCES = ("model",)
 
 # prune score, grow score, drop fraction, drop schedule, stop (fraction of training)
 _DEFAULTS: dict[str, tuple[str | None, str | None, float, str, float]] = {
@@ -91,6 +106,9 @@ class DynamicSparseTraining(Callback):
         sparsity: target share of zeros over the sparsified parameters, in ``[0, 1)``.
         distribution: ``"uniform"``, ``"er"``, ``"erk"``, or a mapping ``{name or glob: sparsity}``.
         update_interval: optimizer steps between topology updates (>= 1).
+        update_interval_epochs: if given, replaces ``update_interval`` by this many epochs of
+            optimizer steps, ``update_interval_epochs * ceil(num_training_batches /
+            accumulate_grad_batches)``, resolved when training starts (DSN: 5).
         drop_fraction: share of each layer's active weights replaced per update (method default).
         drop_schedule: decay of the drop fraction: ``"constant"``, ``"linear"``, ``"cosine"`` or
             ``"cubic"`` (method default).
@@ -101,7 +119,15 @@ class DynamicSparseTraining(Callback):
         include: globs of parameter names to sparsify (default: Linear and ConvNd weights).
         exclude: globs of parameter names to keep dense.
         granularity: ``"element"`` or ``"kernel"`` (one bit per conv kernel).
-        allowed_regions: name -> bool tensor of positions that may ever be active.
+        allowed_regions: name -> region of positions that may ever be active, a bool tensor or an
+            integer tensor of group labels (``0`` forbidden, ``g >= 1`` group ``g``; every group
+            keeps its own exact count, see :mod:`lightning_sparse.core.targets`); or ``"model"``:
+            call the LightningModule's ``allowed_regions()`` at every ``setup``.
+        density_within_regions: measure ``sparsity`` (and a ``distribution`` mapping) inside the
+            allowed regions: ``sparsity=0.8`` keeps 20% of each region's positions active (DSN's
+            definition) instead of 20% of the parameter. Layers without a region are unaffected.
+        init_mask: which units the initial masks take: ``"random"`` or ``"leftmost"`` (the first
+            taps of each kernel first, ties at random: DSN's ``remain_sort``; element granularity).
         initial_sparsity: GraNet's starting sparsity (default 0.5 if ``sparsity > 0.5`` else 0).
         prune_end_step: GraNet's end of gradual pruning (int steps or float share; default 0.5).
         prune_scope: GraNet's gradual pruning, ``"global"`` (default, as the paper) or ``"layer"``.
@@ -134,6 +160,7 @@ class DynamicSparseTraining(Callback):
         sparsity: float = 0.9,
         distribution: str | dict[str, float] = "erk",
         update_interval: int = 100,
+        update_interval_epochs: int | None = None,
         drop_fraction: float | None = None,
         drop_schedule: str | None = None,
         start_step: int = 0,
@@ -142,7 +169,9 @@ class DynamicSparseTraining(Callback):
         include: list[str] | None = None,
         exclude: list[str] | None = None,
         granularity: str = "element",
-        allowed_regions: dict[str, Tensor] | None = None,
+        allowed_regions: dict[str, Tensor] | str | None = None,
+        density_within_regions: bool = False,
+        init_mask: str = "random",
         initial_sparsity: float | None = None,
         prune_end_step: int | float | None = None,
         prune_scope: str = "global",
@@ -167,6 +196,24 @@ class DynamicSparseTraining(Callback):
             )
         if isinstance(update_interval, bool) or not isinstance(update_interval, int) or update_interval < 1:
             raise ValueError(f"`update_interval` must be an integer >= 1, got {update_interval!r}.")
+        epochs = update_interval_epochs
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+            raise ValueError(f"`update_interval_epochs` must be an integer >= 1 or None, got {epochs!r}.")
+        if isinstance(allowed_regions, str):
+            _choice("allowed_regions", allowed_regions, REGION_SOURCES, extra=", a mapping {name: region} or None")
+        elif allowed_regions is not None and not isinstance(allowed_regions, Mapping):
+            raise ValueError(
+                "`allowed_regions` must be a mapping {name: region}, 'model' or None, "
+                f"got {type(allowed_regions).__name__}."
+            )
+        if not isinstance(density_within_regions, bool):
+            raise ValueError(f"`density_within_regions` must be True or False, got {density_within_regions!r}.")
+        _choice("init_mask", init_mask, INIT_MASKS)
+        if init_mask == "leftmost" and granularity != "element":
+            raise ValueError(
+                "`init_mask='leftmost'` orders the taps inside kernels and needs `granularity='element'`, "
+                f"got {granularity!r}."
+            )
         prune, grow_default, drop_default, schedule_default, stop_default = _DEFAULTS[method]
         if drop_fraction is not None and not 0.0 <= drop_fraction <= 1.0:
             raise ValueError(f"`drop_fraction` must be in [0, 1], got {drop_fraction!r}.")
@@ -194,6 +241,7 @@ class DynamicSparseTraining(Callback):
         self.sparsity = float(sparsity)
         self.distribution = distribution if isinstance(distribution, str) else dict(distribution)
         self.update_interval = update_interval
+        self.update_interval_epochs = update_interval_epochs
         self.prune_criterion = prune
         self.grow_criterion = grow or grow_default
         self.drop_fraction = float(drop_default if drop_fraction is None else drop_fraction)
@@ -203,7 +251,9 @@ class DynamicSparseTraining(Callback):
         self.include = list(include) if include is not None else None
         self.exclude = list(exclude) if exclude is not None else None
         self.granularity = granularity
-        self.allowed_regions = allowed_regions
+        self.allowed_regions = dict(allowed_regions) if isinstance(allowed_regions, Mapping) else allowed_regions
+        self.density_within_regions = density_within_regions
+        self.init_mask = init_mask
         self.initial_sparsity = float(initial_sparsity)
         self.prune_end_step = 0.5 if prune_end_step is None else prune_end_step
         self.prune_scope = prune_scope
@@ -233,6 +283,8 @@ class DynamicSparseTraining(Callback):
         self._pending_log: dict[str, float] = {}
         self._drop: Schedule | None = None
         self._prune: Schedule | None = None
+        self._interval = update_interval  # in optimizer steps, resolved in `on_fit_start`
+        self._bases: dict[str, int] = {}
         self._held: set[str] = set()
 
     @property
@@ -254,8 +306,24 @@ class DynamicSparseTraining(Callback):
 
     @property
     def target_densities(self) -> dict[str, float]:
-        """Density per parameter that the distribution asks for at the target sparsity."""
-        return dict(self._target_densities)
+        """Density per parameter that the distribution asks for at the target sparsity (as a share
+        of the whole parameter, also with ``density_within_regions``)."""
+        return self._absolute(self._target_densities)
+
+    @property
+    def region_density(self) -> float:
+        """Share of active positions over the allowed regions of all sparsified parameters (a
+        parameter without a region counts whole); logged as ``sparsity/region_density``."""
+        if self._maskset is None:
+            return float("nan")
+        active = sum(self._maskset.active(n) * t.unit_size for n, t in self._targets.items())
+        return active / sum(t.capacity * t.unit_size for t in self._targets.values())
+
+    @property
+    def region_densities(self) -> dict[str, float]:
+        """Realised density per parameter inside its allowed region (the whole parameter if none)."""
+        ms = self._maskset
+        return {} if ms is None else {n: ms.active(n) / t.capacity for n, t in self._targets.items()}
 
     @property
     def global_density(self) -> float:
@@ -272,8 +340,9 @@ class DynamicSparseTraining(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        targets = find_targets(pl_module, self.include, self.exclude, self.granularity, self.allowed_regions)
+        targets = find_targets(pl_module, self.include, self.exclude, self.granularity, self._regions(pl_module))
         self._targets = {t.name: t for t in targets}
+        self._bases = {n: t.capacity if self.density_within_regions else t.num_units for n, t in self._targets.items()}
         params = dict(pl_module.named_parameters())
         self._params = {n: params[n] for n in self._targets}
         self._target_densities = self._densities(self.sparsity)
@@ -281,35 +350,76 @@ class DynamicSparseTraining(Callback):
             self._densities(self.initial_sparsity) if self.method == "granet" else self._target_densities
         )
         self._final_counts = self._counts(self._target_densities)
+        if self._maskset is not None and not self._masks_fit():  # a new model: draw new masks
+            self._maskset, self._momentum = None, {}
+
+    def _masks_fit(self) -> bool:
+        """Whether the masks of an earlier `fit` belong to the current targets (names, shapes, regions)."""
+        ms = self._maskset
+        if set(ms.targets) != set(self._targets):
+            return False
+        for n, t in self._targets.items():
+            if ms.targets[n].unit_shape != t.unit_shape:
+                return False
+            if t.allowed is not None and bool((ms[n] & ~t.allowed.to(ms[n].device)).any()):
+                return False
+        return True
+
+    def _regions(self, pl_module: LightningModule) -> Mapping[str, Tensor] | None:
+        if not isinstance(self.allowed_regions, str):
+            return self.allowed_regions
+        regions = getattr(pl_module, "allowed_regions", None)
+        if not callable(regions):
+            raise ValueError(
+                f"`allowed_regions='model'` calls the LightningModule's `allowed_regions()`, but "
+                f"{type(pl_module).__name__} defines none; define it or pass a mapping {{name: region}}."
+            )
+        regions = regions()
+        if not isinstance(regions, Mapping):
+            raise ValueError(
+                f"`allowed_regions='model'`: {type(pl_module).__name__}.allowed_regions() must return a mapping "
+                f"{{name: region}}, got {type(regions).__name__}."
+            )
+        return regions
 
     def _densities(self, sparsity: float) -> dict[str, float]:
+        """Density per parameter, as a share of its base: its allowed region with
+        ``density_within_regions``, else the whole parameter (capped at the region's share)."""
         shapes = {n: t.shape for n, t in self._targets.items()}
-        caps = {n: t.capacity / t.num_units for n, t in self._targets.items()}
+        if self.density_within_regions:
+            caps = None
+            sizes = {n: self._bases[n] * t.unit_size for n, t in self._targets.items()}
+        else:
+            caps = {n: t.capacity / t.num_units for n, t in self._targets.items()}
+            sizes = None
         if isinstance(self.distribution, dict):
             dens = mapped_densities(list(shapes), self.distribution)
-            return {n: min(d, caps[n]) for n, d in dens.items()}
-        return layer_densities(shapes, 1.0 - sparsity, self.distribution, caps, self.erk_power_scale)
+            return dens if caps is None else {n: min(d, caps[n]) for n, d in dens.items()}
+        return layer_densities(shapes, 1.0 - sparsity, self.distribution, caps, self.erk_power_scale, sizes)
 
     def _counts(self, densities: Mapping[str, float]) -> dict[str, int]:
+        """Exact active units per parameter for densities relative to the bases."""
         t = self._targets
-        return density_counts(
-            densities, {n: t[n].num_units for n in t}, {n: t[n].unit_size for n in t}, {n: t[n].capacity for n in t}
-        )
+        return density_counts(densities, self._bases, {n: t[n].unit_size for n in t}, {n: t[n].capacity for n in t})
+
+    def _absolute(self, densities: Mapping[str, float]) -> dict[str, float]:
+        return {n: d * self._bases[n] / self._targets[n].num_units for n, d in densities.items()}
 
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         total = trainer.estimated_stepping_batches
+        self._interval = self._resolve_interval(trainer)
         stop = max(self._resolve_step("stop_step", self.stop_step, total), self.start_step)
         final_drop = self.drop_fraction if self.drop_schedule == "constant" else 0.0
-        self._drop = Schedule(self.drop_schedule, self.drop_fraction, final_drop, self.start_step, stop, self.update_interval)
+        self._drop = Schedule(self.drop_schedule, self.drop_fraction, final_drop, self.start_step, stop, self._interval)
         if self.method == "granet":
             end = max(self._resolve_step("prune_end_step", self.prune_end_step, total), self.start_step)
-            self._prune = Schedule("cubic", self.initial_sparsity, self.sparsity, self.start_step, end, self.update_interval)
+            self._prune = Schedule("cubic", self.initial_sparsity, self.sparsity, self.start_step, end, self._interval)
         if self._loaded is not None:
             self._restore(self._loaded)
             self._loaded = None
         elif self._maskset is None:
-            self._maskset = self._random_masks(self._counts(self._initial_densities))
+            self._maskset = self._initial_masks(self._counts(self._initial_densities))
             if self.weight_init != "keep":
                 for n, p in self._params.items():
                     sparse_init_(p, self._maskset.full(n), self.weight_init, self._generator)
@@ -317,13 +427,29 @@ class DynamicSparseTraining(Callback):
         self._register_hooks(trainer)
         rank_zero_info(
             f"DynamicSparseTraining[{self.method}]: {len(self._targets)} sparse parameters, "
-            f"density {self.global_density:.4f} (target {self._target_global_density():.4f}), updates every "
-            f"{self.update_interval} steps in ({self.start_step}, {stop})."
+            f"density {self.global_density:.4f} (target {self._target_global_density():.4f})"
+            + (f", {self.region_density:.4f} inside the allowed regions" if self._has_regions() else "")
+            + f", updates every {self._interval} steps in ({self.start_step}, {stop})."
         )
+
+    def _has_regions(self) -> bool:
+        return any(t.allowed is not None for t in self._targets.values())
 
     def _target_global_density(self) -> float:
         counts = self._final_counts
         return sum(counts[n] * t.unit_size for n, t in self._targets.items()) / sum(t.numel for t in self._targets.values())
+
+    def _resolve_interval(self, trainer: Trainer) -> int:
+        if self.update_interval_epochs is None:
+            return self.update_interval
+        batches = trainer.num_training_batches
+        if not math.isfinite(batches):
+            raise ValueError(
+                f"`update_interval_epochs`={self.update_interval_epochs} needs the length of an epoch, but the "
+                "training dataloader has no length; give `update_interval` in optimizer steps instead."
+            )
+        steps_per_epoch = max(math.ceil(batches / trainer.accumulate_grad_batches), 1)
+        return self.update_interval_epochs * steps_per_epoch
 
     @staticmethod
     def _resolve_step(name: str, value: int | float, total: float) -> int:
@@ -336,11 +462,20 @@ class DynamicSparseTraining(Callback):
             return int(value * total)
         return int(value)
 
-    def _random_masks(self, counts: Mapping[str, int]) -> MaskSet:
+    def _initial_masks(self, counts: Mapping[str, int]) -> MaskSet:
+        """``counts[name]`` units per parameter, shared among its groups by their sizes."""
         masks = {}
         for name, t in self._targets.items():
-            score = random_score(t.unit_shape, self._generator)
-            masks[name] = select_topk(score, counts[name], self._generator, candidates=t.allowed).to(self._params[name].device)
+            if self.init_mask == "leftmost":
+                score = leftmost_score(t.unit_shape)
+            else:
+                score = random_score(t.unit_shape, self._generator)
+            if t.groups is None:
+                mask = select_topk(score, counts[name], self._generator, candidates=t.allowed)
+            else:
+                shares = group_counts(counts[name], t.group_capacities)
+                mask = select_topk_groups(score, shares, self._generator, t.groups)
+            masks[name] = mask.to(self._params[name].device)
         return MaskSet(self._targets.values(), masks)
 
     def _register_hooks(self, trainer: Trainer) -> None:
@@ -459,6 +594,15 @@ class DynamicSparseTraining(Callback):
         masks = self._gradual_prune(step, old) if self._prune_due(step) else dict(old)
         drop = self._drop(step) if self._drop.start < step < self._drop.stop else 0.0
         for n in names:
+            groups = self._targets[n].groups
+            if groups is not None:  # every group drops and regrows its own share
+                labels = groups.to(masks[n].device)
+                n_drops = {g: round(drop * int(masks[n][labels == g].sum())) for g in self._targets[n].group_capacities}
+                if any(n_drops.values()):
+                    masks[n] = prune_and_grow_groups(
+                        masks[n], self._prune_score(n, masks[n]), self._grow_score(n), n_drops, self._generator, labels
+                    )
+                continue
             n_drop = round(drop * int(masks[n].sum()))
             if n_drop > 0:
                 masks[n] = prune_and_grow(
@@ -486,6 +630,8 @@ class DynamicSparseTraining(Callback):
             "sparsity/exploration_rate": ms.exploration_rate(),
             "sparsity/updates": float(self._num_updates),
         }
+        if self._has_regions():
+            log["sparsity/region_density"] = self.region_density
         if self.log_per_layer:
             log.update({f"sparsity/layer/{n}": d for n, d in ms.densities().items()})
         self._pending_log = log
@@ -493,11 +639,11 @@ class DynamicSparseTraining(Callback):
     def _prune_due(self, step: int) -> bool:
         """GraNet prunes at every update-grid step until the final sparsity is reached, so a last
         prune after ``prune_end_step`` lands exactly on the target."""
-        if self.method != "granet" or step <= self._prune.start or (step - self._prune.start) % self.update_interval:
+        if self.method != "granet" or step <= self._prune.start or (step - self._prune.start) % self._interval:
             return False
         active = sum(self._maskset.active(n) for n in self._maskset)
         if self.prune_scope == "global":
-            return active > round((1.0 - self.sparsity) * sum(t.num_units for t in self._targets.values()))
+            return active > round((1.0 - self.sparsity) * sum(self._bases.values()))
         return active > sum(self._final_counts.values())
 
     def _gradual_prune(self, step: int, masks: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -506,7 +652,7 @@ class DynamicSparseTraining(Callback):
         names = list(masks)
         scores = {n: self._prune_score(n, masks[n]) for n in names}
         if self.prune_scope == "global":
-            total_units = sum(self._targets[n].num_units for n in names)
+            total_units = sum(self._bases[n] for n in names)
             n_keep = min(round((1.0 - s_t) * total_units), sum(int(m.sum()) for m in masks.values()))
             keep = global_keep_counts(scores, masks, n_keep, self._generator)
         else:
@@ -560,8 +706,9 @@ class DynamicSparseTraining(Callback):
     @override
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.summary and trainer.is_global_zero and self._maskset is not None:
+            target = self.target_densities
             rows = [
-                (n, t.shape, t.numel, self._target_densities[n], self._maskset.active(n) * t.unit_size / t.numel)
+                (n, t.shape, t.numel, target[n], self._maskset.active(n) * t.unit_size / t.numel)
                 for n, t in self._targets.items()
             ]
             render_sparsity_table(rows, title=f"Sparsity after training ({self.method})")

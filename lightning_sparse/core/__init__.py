@@ -5,25 +5,36 @@ Never imports Lightning; every algorithm is a plain function tested on its own.
 
 from .criteria import (
     GROW_CRITERIA,
+    INIT_MASKS,
     PRUNE_CRITERIA,
     gradient_score,
+    leftmost_score,
     magnitude_score,
     mest_score,
     random_score,
     set_prune_score,
 )
-from .distributions import DISTRIBUTIONS, density_counts, layer_densities, mapped_densities, raw_scale
+from .distributions import DISTRIBUTIONS, density_counts, group_counts, layer_densities, mapped_densities, raw_scale
 from .init import WEIGHT_INITS, sparse_fans, sparse_init_
 from .masks import MaskSet, density, mask_checksum, pack_mask, unpack_mask
 from .optim_state import reset_optimizer_state
 from .schedules import SCHEDULES, Schedule, schedule_value
 from .targets import GRANULARITIES, SparseTarget, find_targets
-from .topology import drop_lowest, global_keep_counts, grow_highest, prune_and_grow, select_topk
+from .topology import (
+    drop_lowest,
+    global_keep_counts,
+    grow_highest,
+    prune_and_grow,
+    prune_and_grow_groups,
+    select_topk,
+    select_topk_groups,
+)
 
 __all__ = [
     "DISTRIBUTIONS",
     "GRANULARITIES",
     "GROW_CRITERIA",
+    "INIT_MASKS",
     "MaskSet",
     "PRUNE_CRITERIA",
     "SCHEDULES",
@@ -36,18 +47,22 @@ __all__ = [
     "find_targets",
     "global_keep_counts",
     "gradient_score",
+    "group_counts",
     "grow_highest",
     "layer_densities",
+    "leftmost_score",
     "magnitude_score",
     "mapped_densities",
     "mask_checksum",
     "mest_score",
     "pack_mask",
     "prune_and_grow",
+    "prune_and_grow_groups",
     "random_score",
     "reset_optimizer_state",
     "schedule_value",
     "select_topk",
+    "select_topk_groups",
     "set_prune_score",
     "sparse_fans",
     "sparse_init_",

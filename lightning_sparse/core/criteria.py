@@ -14,6 +14,12 @@ Grow scores (read on inactive positions):
   ``momentum`` = ``|m|`` of an exponential moving average of dense gradients (sparse momentum,
   Dettmers & Zettlemoyer 2019, arXiv:1907.04840).
 
+Initial-mask scores (which units the first mask takes; higher first, ties at random):
+- ``random``: every allowed unit equally likely.
+- ``leftmost``: the lowest indices of the last dimension first, i.e. the first taps of a
+  convolution kernel: DSN's ``remain_sort`` initialisation (Xiao et al. 2022, arXiv:2212.09840),
+  which fills tap 0 of every kernel, then tap 1, and so on.
+
 Torch only: this module never imports Lightning.
 """
 
@@ -24,6 +30,7 @@ from torch import Tensor
 
 PRUNE_CRITERIA = ("magnitude", "set", "mest")
 GROW_CRITERIA = ("random", "gradient", "momentum")
+INIT_MASKS = ("random", "leftmost")
 
 
 def magnitude_score(weight: Tensor) -> Tensor:
@@ -80,3 +87,19 @@ def gradient_score(grad: Tensor) -> Tensor:
 def random_score(shape: torch.Size | tuple[int, ...], generator: torch.Generator, device=None) -> Tensor:
     """Uniform random scores from a seeded CPU generator (moved to ``device``)."""
     return torch.rand(tuple(shape), generator=generator).to(device)
+
+
+def leftmost_score(shape: torch.Size | tuple[int, ...], device=None) -> Tensor:
+    """``n - 1 - index`` along the last dimension (of size ``n``): the first taps of a kernel
+    score highest.
+
+    Units at the same tap tie, so :func:`~lightning_sparse.core.topology.select_topk` picks among
+    them in a seeded random order.
+
+    Examples:
+        >>> leftmost_score((2, 3)).tolist()
+        [[2.0, 1.0, 0.0], [2.0, 1.0, 0.0]]
+    """
+    shape = tuple(shape)
+    taps = torch.arange(shape[-1] - 1, -1, -1, dtype=torch.float32, device=device)
+    return taps.expand(shape).contiguous()

@@ -7,7 +7,9 @@ the Lottery: Making All Tickets Winners", arXiv:1911.11134).
 
 Densities become exact integer counts with :func:`density_counts`: the total number of active
 elements equals ``round(density * total)`` (largest-remainder rounding); with kernel granularity
-units differ in size between layers and the total can miss by less than one unit.
+units differ in size between layers and the total can miss by less than one unit. A layer whose
+allowed region is split into groups (DSN, Xiao et al. 2022, arXiv:2212.09840) shares its count
+among the groups in proportion to their sizes with :func:`group_counts`.
 
 Torch only: this module never imports Lightning.
 """
@@ -50,13 +52,14 @@ def layer_densities(
     distribution: str = "erk",
     capacities: Mapping[str, float] | None = None,
     power_scale: float = 1.0,
+    sizes: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
-    """Per-layer densities whose parameter-weighted mean is ``density``.
+    """Per-layer densities whose size-weighted mean is ``density``.
 
     Solves ``sum_l min(eps * r_l, c_l) * n_l = density * sum_l n_l`` for ``eps``, where ``r_l`` is
-    :func:`raw_scale` and ``c_l`` the layer's largest density (1, or its allowed share): layers
-    that would exceed their cap are fixed at the cap and ``eps`` is solved again for the others
-    (RigL's dense-layer loop).
+    :func:`raw_scale`, ``c_l`` the layer's largest density (1, or its allowed share) and ``n_l``
+    its size (its number of elements): layers that would exceed their cap are fixed at the cap and
+    ``eps`` is solved again for the others (RigL's dense-layer loop).
 
     Args:
         shapes: layer name -> parameter shape.
@@ -64,6 +67,9 @@ def layer_densities(
         distribution: ``"uniform"``, ``"er"`` or ``"erk"``.
         capacities: layer name -> largest allowed density (default 1).
         power_scale: exponent on the raw ER/ERK scale (RigL's ``erk_power_scale``).
+        sizes: layer name -> number of positions its density refers to (default: the number of
+            elements of ``shapes``); e.g. the size of the allowed region, when densities are
+            measured inside the regions.
 
     Returns:
         Layer name -> density in ``[0, cap]``.
@@ -79,7 +85,7 @@ def layer_densities(
     """
     if not 0.0 < density <= 1.0:
         raise ValueError(f"`density` must be in (0, 1], got {density}.")
-    numel = {k: math.prod(s) for k, s in shapes.items()}
+    numel = {k: float((sizes or {}).get(k, math.prod(s))) for k, s in shapes.items()}
     caps = {k: float((capacities or {}).get(k, 1.0)) for k in shapes}
     budget = density * sum(numel.values())
     if sum(caps[k] * numel[k] for k in shapes) < budget - 1e-6:
@@ -159,4 +165,38 @@ def density_counts(
         if counts[k] < caps[k] and sizes[k] <= left and exact[k] > counts[k]:
             counts[k] += 1
             left -= sizes[k]
+    return counts
+
+
+def group_counts(count: int, capacities: Mapping[int, int]) -> dict[int, int]:
+    """Share ``count`` active units among groups in proportion to their sizes, exactly.
+
+    Each group gets ``floor(count * c_g / sum(c))`` units, and the units left over go to the
+    largest fractional parts (ties to the smallest label): largest-remainder rounding, so the
+    counts sum to ``count`` and no group exceeds its size.
+
+    Args:
+        count: Active units of the layer, in ``[0, sum(capacities.values())]``.
+        capacities: Group label -> number of units of the group (positive).
+
+    Returns:
+        Group label -> active units of the group.
+
+    Raises:
+        ValueError: If ``count`` is negative or larger than the groups can hold.
+
+    Examples:
+        >>> group_counts(10, {1: 13, 2: 26, 3: 39})  # 1.67, 3.33, 5.0
+        {1: 2, 2: 3, 3: 5}
+    """
+    total = sum(capacities.values())
+    if not 0 <= count <= total:
+        raise ValueError(f"`count` must be in [0, {total}] (the groups' capacity), got {count}.")
+    if total == 0:
+        return {g: 0 for g in capacities}
+    counts = {g: count * c // total for g, c in capacities.items()}
+    left = count - sum(counts.values())
+    order = sorted(capacities, key=lambda g: (-((count * capacities[g]) % total), g))
+    for g in order[:left]:
+        counts[g] += 1
     return counts

@@ -3,8 +3,15 @@
 A :class:`SparseTarget` describes one sparsified parameter. Masks are kept at the target's *unit*
 granularity (``unit_shape``): one bit per element, or one bit per ``(out, in)`` kernel of a
 convolution (the kernel-level masks of E2ENet, Wu et al. 2023, arXiv:2312.04727). An optional
-``allowed`` region (DSN's constrained receptive fields, Xiao et al. 2024, arXiv:2305.18382)
-restricts where units may ever be active.
+``allowed`` region restricts where units may ever be active, and optional integer ``groups``
+split the region into groups that keep their own exact counts: DSN's constrained receptive
+fields (Xiao et al. 2022, "Dynamic Sparse Network for Time Series Classification: Learning What
+to 'See'", NeurIPS 2022, arXiv:2212.09840), where output-channel group ``i`` of a large 1D kernel
+may only use its first ``k_i`` taps and its number of active weights stays fixed.
+
+A region is given as a bool tensor (``True`` = allowed, one group) or as an integer tensor of
+group labels (``0`` = forbidden, ``g >= 1`` = group ``g``), of the parameter's shape or of the
+mask unit shape.
 
 Torch only: this module never imports Lightning.
 """
@@ -32,12 +39,15 @@ class SparseTarget:
         shape: shape of the parameter.
         unit_shape: shape of its mask (``shape`` for ``element``, ``shape[:2]`` for ``kernel``).
         allowed: bool tensor of ``unit_shape`` where units may be active, or ``None`` for all.
+        groups: int64 tensor of ``unit_shape`` with the group label of every unit (``0`` outside
+            ``allowed``, labels ``>= 1`` inside), or ``None`` when the region is one group.
     """
 
     name: str
     shape: tuple[int, ...]
     unit_shape: tuple[int, ...]
     allowed: Tensor | None = None
+    groups: Tensor | None = None
 
     @property
     def numel(self) -> int:
@@ -58,6 +68,14 @@ class SparseTarget:
     def capacity(self) -> int:
         """Largest number of units that may be active (the allowed region's size)."""
         return self.num_units if self.allowed is None else int(self.allowed.sum())
+
+    @property
+    def group_capacities(self) -> dict[int, int]:
+        """Group label -> number of units of that group (empty when there are no groups)."""
+        if self.groups is None:
+            return {}
+        labels, sizes = torch.unique(self.groups[self.groups > 0], return_counts=True)
+        return {int(g): int(c) for g, c in zip(labels, sizes)}
 
     def expand(self, unit_mask: Tensor) -> Tensor:
         """Broadcast a unit-level mask to the parameter's shape."""
@@ -98,8 +116,11 @@ def find_targets(
             parameters are sparse (each glob must match at least one parameter).
         exclude: globs removed from the selection (e.g. ``["*fc.weight"]`` for a dense head).
         granularity: ``"element"`` or ``"kernel"`` (one mask bit per (out, in) conv kernel).
-        allowed_regions: qualified name -> bool tensor (parameter or unit shape) of positions
-            that may be active.
+        allowed_regions: qualified name -> region of positions that may be active, of the
+            parameter's or the unit shape: a bool tensor, or an integer tensor of group labels
+            (``0`` forbidden, ``g >= 1`` group ``g``; see the module docstring). At kernel
+            granularity a kernel is allowed if any of its elements is, and all of its allowed
+            elements must carry the same label.
         module_types: module classes whose ``weight`` is sparse by default.
 
     Returns:
@@ -107,12 +128,17 @@ def find_targets(
 
     Raises:
         ValueError: unknown granularity, an include glob that matches nothing, no sparsifiable
-            parameter, or an allowed region with a wrong name, shape, dtype or no allowed unit.
+            parameter, or an allowed region with a wrong name, shape, dtype, a negative label,
+            a kernel spanning two groups, or no allowed unit.
 
     Examples:
         >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 10))
         >>> [t.name for t in find_targets(net, include=["0.*"])]
         ['0.weight', '0.bias']
+        >>> groups = torch.tensor([[1, 1, 0], [2, 0, 0]])  # row 0: group 1, row 1: group 2
+        >>> (t,) = find_targets(nn.Linear(3, 2), allowed_regions={"weight": groups})
+        >>> t.capacity, t.group_capacities
+        (3, {1: 2, 2: 1})
     """
     if granularity not in GRANULARITIES:
         raise ValueError(f"`granularity` must be one of {GRANULARITIES}, got {granularity!r}.")
@@ -157,27 +183,48 @@ def find_targets(
             continue
         shape = tuple(param.shape)
         unit_shape = _unit_shape(shape, granularity)
-        allowed = regions.get(name)
-        if allowed is not None:
-            allowed = _check_region(name, allowed, shape, unit_shape)
-        targets.append(SparseTarget(name, shape, unit_shape, allowed))
+        allowed = groups = None
+        if name in regions:
+            allowed, groups = _check_region(name, regions[name], shape, unit_shape)
+        targets.append(SparseTarget(name, shape, unit_shape, allowed, groups))
     return targets
 
 
-def _check_region(name: str, region: Tensor, shape: tuple[int, ...], unit_shape: tuple[int, ...]) -> Tensor:
-    region = torch.as_tensor(region)
-    if region.dtype != torch.bool:
-        raise ValueError(f"`allowed_regions[{name!r}]` must be a bool tensor, got dtype {region.dtype}.")
+def _check_region(
+    name: str, region: Tensor, shape: tuple[int, ...], unit_shape: tuple[int, ...]
+) -> tuple[Tensor, Tensor | None]:
+    """``(allowed, groups)`` in unit shape from a bool region or an integer label region."""
+    region = torch.as_tensor(region).detach().cpu()
+    labelled = region.dtype != torch.bool
+    if labelled and (region.is_floating_point() or region.is_complex()):
+        raise ValueError(
+            f"`allowed_regions[{name!r}]` must be a bool tensor or an integer tensor of group labels, "
+            f"got dtype {region.dtype}."
+        )
+    if labelled and bool((region < 0).any()):
+        raise ValueError(
+            f"`allowed_regions[{name!r}]` group labels must be >= 0 (0 = forbidden), got {int(region.min())}."
+        )
     if tuple(region.shape) == shape and shape != unit_shape:
         # an element-level region at kernel granularity: a kernel is allowed if any element is
-        region = region.flatten(len(unit_shape)).any(-1)
+        per_unit = region.flatten(len(unit_shape))
+        if labelled:
+            top = per_unit.amax(-1)
+            low = per_unit.masked_fill(per_unit == 0, torch.iinfo(per_unit.dtype).max).amin(-1)
+            if bool(((top > 0) & (low != top)).any()):
+                raise ValueError(f"`allowed_regions[{name!r}]` puts elements of one kernel in different groups.")
+            region = top
+        else:
+            region = per_unit.any(-1)
     if tuple(region.shape) != unit_shape:
         raise ValueError(
             f"`allowed_regions[{name!r}]` must have shape {unit_shape} (or {shape}), got {tuple(region.shape)}."
         )
-    if not region.any():
+    allowed = region > 0 if labelled else region
+    if not allowed.any():
         raise ValueError(f"`allowed_regions[{name!r}]` allows no position.")
-    return region.detach().cpu().clone()
+    groups = region.to(torch.int64).clone() if labelled else None
+    return allowed.clone(), groups
 
 
 def _preview(params: Mapping[str, object], limit: int = 8) -> str:

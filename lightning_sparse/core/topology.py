@@ -5,6 +5,10 @@ units that are inactive after the drop (so a just-dropped unit may come straight
 Evci et al. 2020, arXiv:1911.11134). Counts are exact; ties are broken by a seeded random
 choice, so the same generator state gives the same topology on every rank.
 
+Grouped regions (DSN, Xiao et al. 2022, arXiv:2212.09840): :func:`select_topk_groups` and
+:func:`prune_and_grow_groups` do the same inside each group of an integer label tensor, so every
+group keeps its own exact count and no unit ever moves to another group.
+
 Torch only: this module never imports Lightning.
 """
 
@@ -86,6 +90,60 @@ def prune_and_grow(
     """
     kept = drop_lowest(mask, prune_score, n_drop, generator)
     return grow_highest(kept, grow_score, int(mask.sum()) - int(kept.sum()), generator, allowed)
+
+
+def select_topk_groups(
+    score: Tensor, counts: Mapping[int, int], generator: torch.Generator, groups: Tensor
+) -> Tensor:
+    """Bool mask of the ``counts[g]`` highest-scoring units of every group ``g`` of ``groups``.
+
+    Groups are visited in increasing label order (ties inside a group in a seeded random order,
+    as :func:`select_topk`); units of label 0 and of groups missing from ``counts`` stay off.
+
+    Examples:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> groups = torch.tensor([1, 1, 1, 2, 2, 0])
+        >>> select_topk_groups(torch.tensor([0.1, 0.9, 0.5, 0.2, 0.7, 9.0]), {1: 2, 2: 1}, g, groups).tolist()
+        [False, True, True, False, True, False]
+    """
+    groups = groups.to(score.device)
+    out = torch.zeros(score.shape, dtype=torch.bool, device=score.device)
+    for label in sorted(counts):
+        out |= select_topk(score, counts[label], generator, candidates=groups == label)
+    return out
+
+
+def prune_and_grow_groups(
+    mask: Tensor,
+    prune_score: Tensor,
+    grow_score: Tensor,
+    n_drop: Mapping[int, int],
+    generator: torch.Generator,
+    groups: Tensor,
+) -> Tensor:
+    """:func:`prune_and_grow` inside every group: drop ``n_drop[g]`` active units of group ``g``
+    by ``prune_score`` and grow as many inactive units of the same group by ``grow_score``.
+
+    Every group keeps its number of active units (unless it has no room left) and units never
+    leave their group; groups missing from ``n_drop`` are left as they are.
+
+    Examples:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> groups = torch.tensor([1, 1, 1, 2, 2, 2])
+        >>> m = torch.tensor([True, False, False, True, False, False])
+        >>> grow = torch.tensor([0.0, 0.1, 0.9, 0.0, 0.8, 0.2])
+        >>> prune_and_grow_groups(m, torch.ones(6), grow, {1: 1, 2: 1}, g, groups).tolist()
+        [False, False, True, False, True, False]
+    """
+    groups = groups.to(mask.device)
+    out = mask.clone()
+    for label in sorted(n_drop):
+        if n_drop[label] <= 0:
+            continue
+        region = groups == label
+        new = prune_and_grow(mask & region, prune_score, grow_score, n_drop[label], generator, region)
+        out = (out & ~region) | new
+    return out
 
 
 def global_keep_counts(

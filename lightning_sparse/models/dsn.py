@@ -10,8 +10,9 @@ convolution to the classes with batch normalisation, and global average pooling.
 convolution's output channels are split into ``num_groups`` contiguous groups; group ``i``
 (0-based) may only use the first ``k_i = (i + 1) * K / num_groups`` taps (13, 26 and 39 for
 ``K = 39`` in three groups), so the groups cover small, medium and large receptive fields.
-:meth:`DSN.allowed_regions` returns these regions for the DST callback, which explores sparse
-connections inside them; the module itself is an ordinary dense network.
+:meth:`DSN.allowed_regions` returns these regions, with group ``i`` labelled ``i + 1``, for the DST
+callback, which explores sparse connections inside them and keeps every group's number of active
+weights fixed; the module itself is an ordinary dense network.
 
 What follows the official code (``model/SCNN.py``, ``model/layers.py``,
 ``sparselearning/core_kernel.py``, ``trainer_DSN.py``):
@@ -157,8 +158,9 @@ class DSN(nn.Module):
         >>> regions = model.allowed_regions(prefix="model.")
         >>> list(regions)
         ['model.blocks.0.conv.weight', 'model.blocks.1.conv.weight']
-        >>> regions["model.blocks.1.conv.weight"].shape
-        torch.Size([24, 8, 39])
+        >>> region = regions["model.blocks.1.conv.weight"]  # (3 * width, width, K) group labels
+        >>> region.shape, region[0, 0, 12:14].tolist(), region[8, 0, 25:27].tolist()
+        (torch.Size([24, 8, 39]), [1, 0], [2, 0])
     """
 
     def __init__(
@@ -221,28 +223,33 @@ class DSN(nn.Module):
         """Share of each large convolution's weights inside the allowed regions.
 
         ``sum(k_i) / (num_groups * K)``: 2/3 for three groups. The paper's density ``d`` counts
-        within the regions, so the DST callback (with ``include`` set to the large convolutions
-        and a uniform distribution) reproduces it with ``sparsity = 1 - d * region_fraction``,
-        e.g. 0.8667 for the UCR density 0.2 and 0.9333 for the UEA density 0.1.
+        within the regions: the DST callback takes it directly with
+        ``density_within_regions=True, sparsity=1 - d``; measured over the whole weights it is
+        ``d * region_fraction`` (0.1333 for the UCR density 0.2, 0.0667 for the UEA density 0.1).
         """
         return sum(self.group_kernel_sizes) / (self.num_groups * self.kernel_size)
 
     def _region(self, in_channels: int) -> Tensor:
-        """Bool region of one large convolution weight, shape ``(num_groups * width, in, K)``."""
-        allowed = torch.zeros(self.num_groups, self.width, in_channels, self.kernel_size, dtype=torch.bool)
+        """Group labels of one large convolution weight, shape ``(num_groups * width, in, K)``."""
+        labels = torch.zeros(self.num_groups, self.width, in_channels, self.kernel_size, dtype=torch.int64)
         for i, k in enumerate(self.group_kernel_sizes):
-            allowed[i, :, :, :k] = True  # group i: output channels [i * width, (i + 1) * width)
-        return allowed.reshape(self.num_groups * self.width, in_channels, self.kernel_size)
+            labels[i, :, :, :k] = i + 1  # group i: output channels [i * width, (i + 1) * width)
+        return labels.reshape(self.num_groups * self.width, in_channels, self.kernel_size)
 
     def allowed_regions(self, prefix: str = "") -> dict[str, Tensor]:
-        """Qualified weight name -> bool region of every large convolution.
+        """Qualified weight name -> group labels of every large convolution.
+
+        A label tensor is shaped like the weight: ``i + 1`` on the first ``k_i`` taps of the output
+        channels of group ``i``, ``0`` (forbidden) on the other taps; ``region > 0`` is the bool
+        region. The DST callback keeps an exact count per group (see
+        :mod:`lightning_sparse.core.targets`).
 
         Args:
             prefix: Prepended to every name: the model's own name inside the module the DST
                 callback sees, e.g. ``"model."`` when a LightningModule stores it as ``self.model``.
 
         Returns:
-            ``{f"{prefix}blocks.{i}.conv.weight": region}`` with regions shaped like the weights.
+            ``{f"{prefix}blocks.{i}.conv.weight": labels}`` with int64 labels shaped like the weights.
         """
         return {
             f"{prefix}blocks.{i}.conv.weight": self._region(block.conv.in_channels)

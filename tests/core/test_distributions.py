@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lightning_sparse.core import density_counts, layer_densities, mapped_densities, raw_scale
+from lightning_sparse.core import density_counts, group_counts, layer_densities, mapped_densities, raw_scale
 
 shape_st = st.one_of(
     st.tuples(st.integers(1, 64), st.integers(1, 64)),
@@ -78,3 +78,27 @@ def test_counts_with_unit_sizes_stay_within_one_unit():
     counts = density_counts({"a": 0.5, "b": 0.5}, {"a": 7, "b": 5}, unit_sizes={"a": 9, "b": 1})
     total = counts["a"] * 9 + counts["b"]
     assert abs(total - round(0.5 * 63 + 0.5 * 5)) < 9
+
+
+@settings(max_examples=150, deadline=None)
+@given(caps=st.lists(st.integers(1, 500), min_size=1, max_size=5), share=st.floats(0.0, 1.0))
+def test_group_counts_are_exact_proportional_and_bounded(caps, share):
+    capacities = {g + 1: c for g, c in enumerate(caps)}
+    count = round(share * sum(caps))
+    out = group_counts(count, capacities)
+    assert sum(out.values()) == count
+    assert all(0 <= out[g] <= capacities[g] for g in capacities)
+    assert all(abs(out[g] - count * capacities[g] / sum(caps)) < 1.0 for g in capacities)
+
+
+def test_group_counts_reject_impossible_counts():
+    with pytest.raises(ValueError, match=r"`count` must be in \[0, 5\]"):
+        group_counts(6, {1: 2, 2: 3})
+
+
+def test_sizes_weight_the_budget():
+    # densities measured on the allowed region sizes, not the parameter sizes
+    dens = layer_densities({"a": (10, 10), "b": (10, 10)}, 0.2, "uniform", sizes={"a": 30, "b": 60})
+    assert dens == pytest.approx({"a": 0.2, "b": 0.2})
+    erk = layer_densities({"a": (10, 10), "b": (10, 40)}, 0.2, "erk", sizes={"a": 50, "b": 100})
+    assert erk["a"] * 50 + erk["b"] * 100 == pytest.approx(0.2 * 150)

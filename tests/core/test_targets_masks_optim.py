@@ -57,6 +57,29 @@ def test_allowed_regions_are_validated():
     assert t.capacity == 1
 
 
+def test_group_label_regions_are_validated_and_reduced_to_kernels():
+    labels = torch.tensor([[1, 1, 0], [2, 0, 2]])
+    (t,) = find_targets(nn.Linear(3, 2), allowed_regions={"weight": labels})
+    assert t.allowed.tolist() == [[True, True, False], [True, False, True]]
+    assert t.groups.dtype == torch.int64 and t.group_capacities == {1: 2, 2: 2} and t.capacity == 4
+    with pytest.raises(ValueError, match="must be a bool tensor or an integer tensor of group labels, got dtype torch.float32"):
+        find_targets(nn.Linear(3, 2), allowed_regions={"weight": labels.float()})
+    with pytest.raises(ValueError, match="group labels must be >= 0"):
+        find_targets(nn.Linear(3, 2), allowed_regions={"weight": -labels})
+    with pytest.raises(ValueError, match="allows no position"):
+        find_targets(nn.Linear(3, 2), allowed_regions={"weight": torch.zeros(2, 3, dtype=torch.long)})
+    conv = nn.Conv1d(2, 4, 5)
+    labels = torch.zeros(4, 2, 5, dtype=torch.long)
+    labels[:2, :, :2], labels[2:, :, :4] = 1, 2  # DSN-like: group 1 the first 2 taps, group 2 the first 4
+    (t,) = find_targets(conv, granularity="kernel", allowed_regions={"weight": labels})
+    assert t.groups.tolist() == [[1, 1], [1, 1], [2, 2], [2, 2]]
+    assert find_targets(conv, allowed_regions={"weight": labels})[0].group_capacities == {1: 8, 2: 16}
+    labels[0, 0, 4] = 2  # one kernel now holds elements of groups 1 and 2
+    with pytest.raises(ValueError, match="puts elements of one kernel in different groups"):
+        find_targets(conv, granularity="kernel", allowed_regions={"weight": labels})
+    assert find_targets(conv, allowed_regions={"weight": labels.bool()})[0].groups is None
+
+
 @settings(max_examples=50, deadline=None)
 @given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=4), seed=st.integers(0, 1000))
 def test_pack_unpack_roundtrip(shape, seed):

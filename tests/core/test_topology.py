@@ -2,7 +2,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lightning_sparse.core import drop_lowest, global_keep_counts, grow_highest, prune_and_grow, select_topk
+from lightning_sparse.core import (
+    drop_lowest,
+    global_keep_counts,
+    grow_highest,
+    leftmost_score,
+    prune_and_grow,
+    prune_and_grow_groups,
+    select_topk,
+    select_topk_groups,
+)
 
 
 def gen(seed=0):
@@ -54,3 +63,39 @@ def test_global_keep_counts_follow_global_threshold():
     counts = global_keep_counts(scores, masks, 4, gen())
     assert counts == {"a": 2, "b": 2}  # 5, 4 | 3, 2 survive; b's inactive 0.2 is never counted
     assert sum(global_keep_counts(scores, masks, 6, gen()).values()) == 6
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(6, 120), n_groups=st.integers(1, 4), frac=st.floats(0.05, 0.9), drop=st.floats(0.0, 1.0),
+       seed=st.integers(0, 10_000))
+def test_grouped_prune_and_grow_keeps_every_group_exact_and_inside(n, n_groups, frac, drop, seed):
+    g = gen(seed)
+    groups = torch.randint(0, n_groups + 1, (n,), generator=g)  # 0 = forbidden
+    labels = [int(x) for x in groups.unique() if x > 0]
+    counts = {lab: int(frac * int((groups == lab).sum())) for lab in labels}
+    mask = select_topk_groups(torch.rand(n, generator=g), counts, g, groups)
+    assert {lab: int(mask[groups == lab].sum()) for lab in labels} == counts
+    assert not mask[groups == 0].any()
+    n_drop = {lab: round(drop * c) for lab, c in counts.items()}
+    new = prune_and_grow_groups(mask, torch.rand(n, generator=g), torch.rand(n, generator=g), n_drop, g, groups)
+    assert {lab: int(new[groups == lab].sum()) for lab in labels} == counts
+    assert not new[groups == 0].any()
+    for lab in labels:  # a group changes at most by its own drop count
+        assert int((mask & ~new)[groups == lab].sum()) <= n_drop[lab]
+
+
+def test_grouped_drop_follows_the_prune_score_within_each_group():
+    groups = torch.tensor([1, 1, 1, 1, 2, 2, 2, 2])
+    mask = torch.tensor([True, True, False, False, True, True, False, False])
+    prune = torch.tensor([0.9, 0.1, 0, 0, 0.2, 0.8, 0, 0])
+    grow = torch.tensor([0, 0, 0.5, 0.7, 0, 0, 0.9, 0.1])
+    new = prune_and_grow_groups(mask, prune, grow, {1: 1, 2: 1}, gen(), groups)
+    assert new.tolist() == [True, False, False, True, False, True, True, False]
+    assert torch.equal(prune_and_grow_groups(mask, prune, grow, {1: 0}, gen(), groups), mask)
+
+
+def test_leftmost_scores_fill_the_first_taps_first():
+    score = leftmost_score((4, 2, 5))
+    mask = select_topk(score, 11, gen(), candidates=torch.ones(4, 2, 5, dtype=torch.bool))
+    per_tap = mask.sum((0, 1)).tolist()
+    assert per_tap == [8, 3, 0, 0, 0]  # tap 0 full, 3 of the 8 kernels get tap 1 (seeded choice)
