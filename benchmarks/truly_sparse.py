@@ -414,7 +414,7 @@ def main() -> int:
     # End to end: the same static sparse run through Lightning, masked vs with TrulySparse.
     lit_steps = 120 if args.quick else 400
     out += ["", f"Lightning fit (ImageClassifier mlp + DynamicSparseTraining static ERK, {lit_steps} steps per run, "
-            "2 alternating runs each): median ms per training batch",
+            "2 alternating runs each): median ms per training batch", "",
             "| density | masked (DST only) | + TrulySparse | speed-up | layers converted |", "|---:|---:|---:|---:|---:|"]
     for density in [d for d in (0.5, 0.1, 0.01) if d in args.densities and args.device == "cpu"]:
         masked_t: list[float] = []
