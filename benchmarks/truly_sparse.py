@@ -41,7 +41,7 @@ the peak memory of live tensors during a training step (those plus gradients and
 from torch's profiler; measured after the timed training, so it does not disturb it).
 
 Usage:
-    python benchmarks/truly_sparse.py --quick     # about 6-10 minutes on 2 CPU cores
+    python benchmarks/truly_sparse.py --quick     # about 3-5 minutes on 2 idle CPU cores
     python benchmarks/truly_sparse.py             # 3 epochs per density
 
 Exits with status 1 when a target is missed.
@@ -75,7 +75,7 @@ DENSITIES = (1.0, 0.5, 0.2, 0.1, 0.05, 0.01, 0.005, 0.001)
 
 def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="one epoch per density (about 6-10 min)")
+    p.add_argument("--quick", action="store_true", help="one epoch per density (about 3-5 min)")
     p.add_argument("--data-dir", default=str(DEFAULT_DATA), help="CIFAR-10 (any CIFAR10DataModule layout)")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "lightning_sparse" / "bench"))
     p.add_argument("--densities", type=float, nargs="+", default=list(DENSITIES))
