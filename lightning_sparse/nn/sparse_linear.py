@@ -290,16 +290,28 @@ class SparseLinear(nn.Module):
             raise ValueError("`backend='numba'` needs the numba package; install it or use 'auto'/'torch'.")
         self._backend = value
 
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype the products run in: the values' dtype, float32 for half precision on CPU
+        (torch's CPU sparse products have no half-precision kernels)."""
+        if self.values.device.type == "cpu" and self.values.dtype in (torch.bfloat16, torch.float16):
+            return torch.float32
+        return self.values.dtype
+
     def uses_kernels(self) -> bool:
         """Whether the next forward runs the numba kernels (else torch's sparse ops)."""
         if self._backend == "torch":
             return False
-        if self._backend == "numba" and not kernels.supports(self.values):
+        supported = (
+            kernels.AVAILABLE
+            and self.values.device.type == "cpu"
+            and self.compute_dtype() in kernels.SUPPORTED_DTYPES
+        )
+        if self._backend == "numba" and not supported:
             raise RuntimeError(
                 f"`backend='numba'` supports {kernels.SUPPORTED_DTYPES} on CPU; the values are "
                 f"{self.values.dtype} on {self.values.device}. Use backend='auto'."
             )
-        return kernels.supports(self.values)
+        return supported
 
     @classmethod
     def from_dense(cls, linear: nn.Linear, mask: Tensor, backend: str = "auto") -> "SparseLinear":
@@ -441,16 +453,23 @@ class SparseLinear(nn.Module):
             )
         batch_shape = x.shape[:-1]
         x2d = x.reshape(-1, self.in_features)  # (N, in)
-        if x2d.dtype != self.values.dtype:
+        values, bias = self.values, self.bias
+        compute = self.compute_dtype()
+        if compute != values.dtype:
+            # half precision on CPU: compute in float32 (the numba kernels then apply) and hand
+            # back the layer's dtype; autograd casts the gradients back.
+            values = values.to(compute)
+            bias = bias.to(compute) if bias is not None else None
+        if x2d.dtype != values.dtype:
             # e.g. a bfloat16 activation under autocast: sparse products run in the weight dtype
-            x2d = x2d.to(self.values.dtype)
+            x2d = x2d.to(values.dtype)
         # Sparse products run in the weight dtype: autocast would hand them bfloat16 operands
         # that torch's CSR kernels do not implement.
         with torch.autocast(x2d.device.type, enabled=False):
             y = _SparseLinearFunction.apply(
                 x2d,
-                self.values,
-                self.bias,
+                values,
+                bias,
                 self.crow_indices,
                 self.col_indices,
                 self.row_indices,
@@ -460,6 +479,8 @@ class SparseLinear(nn.Module):
                 self.out_features,
                 self.uses_kernels(),
             ).t()
+        if y.dtype != self.values.dtype:
+            y = y.to(self.values.dtype)
         return y.reshape(*batch_shape, self.out_features)
 
     def extra_repr(self) -> str:

@@ -237,11 +237,13 @@ def test_backend_choice_and_errors() -> None:
         layer.backend = "cuda"
     assert "backend='torch'" in repr(layer)
     low = SparseLinear.from_dense(nn.Linear(6, 4, dtype=torch.bfloat16), torch.ones(4, 6, dtype=torch.bool))
-    assert not low.uses_kernels()  # bfloat16 runs on torch's ops under "auto"
+    assert low.compute_dtype() == torch.float32  # no half-precision CPU sparse kernels
+    assert low.uses_kernels() == kernels.AVAILABLE
     if kernels.AVAILABLE:
-        low.backend = "numba"
-        with pytest.raises(RuntimeError, match="bfloat16"):
-            low(torch.randn(2, 6, dtype=torch.bfloat16))
+        wide = SparseLinear.from_dense(nn.Linear(6, 4), torch.ones(4, 6, dtype=torch.bool), backend="numba")
+        wide.values.data = wide.values.data.to(torch.complex64)  # a dtype no kernel handles
+        with pytest.raises(RuntimeError, match="complex64"):
+            wide(torch.randn(2, 6))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -268,3 +270,23 @@ def test_output_may_be_modified_in_place(backend: str) -> None:
     w = dense.weight.detach().clone().requires_grad_(True)
     F.linear(x, w * mask, dense.bias).relu().sum().backward()
     torch.testing.assert_close(layer.values.grad, w.grad[mask], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bfloat16_values_on_cpu(backend: str) -> None:
+    # torch's CPU sparse products have no bfloat16 kernels: the layer computes in float32 and
+    # returns bfloat16, gradients included.
+    torch.manual_seed(0)
+    dense = nn.Linear(16, 8, dtype=torch.bfloat16)
+    mask = _random_mask(8, 16, 0.5)
+    layer = SparseLinear.from_dense(dense, mask, backend="auto" if backend == "numba" else "torch")
+    x = torch.randn(4, 16, dtype=torch.bfloat16, requires_grad=True)
+    y = layer(x)
+    assert y.dtype == torch.bfloat16
+    expected = F.linear(x.detach().float(), dense.weight.float() * mask, dense.bias.float())
+    torch.testing.assert_close(y.float(), expected, rtol=2e-2, atol=2e-2)
+    y.float().sum().backward()
+    assert layer.values.grad.dtype == torch.bfloat16 and x.grad.dtype == torch.bfloat16
+    w = dense.weight.detach().float().requires_grad_(True)
+    F.linear(x.detach().float(), w * mask, dense.bias.float()).sum().backward()
+    torch.testing.assert_close(layer.values.grad.float(), w.grad[mask], rtol=2e-2, atol=5e-2)
