@@ -25,6 +25,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_sparse.models import create_model
+from lightning_sparse.tasks._checks import check_training_args
 
 __all__ = ["ImageClassifier"]
 
@@ -83,18 +84,11 @@ class ImageClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes}.")
-        if optimizer not in _OPTIMIZERS:
-            raise ValueError(f"`optimizer` must be one of {list(_OPTIMIZERS)}, got {optimizer!r}.")
-        if scheduler not in _SCHEDULERS:
-            raise ValueError(f"`scheduler` must be one of {list(_SCHEDULERS)}, got {scheduler!r}.")
-        if not lr > 0:
-            raise ValueError(f"`lr` must be positive, got {lr}.")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"`momentum` must be in [0, 1), got {momentum}.")
-        if weight_decay < 0:
-            raise ValueError(f"`weight_decay` must be non-negative, got {weight_decay}.")
+        check_training_args(
+            num_classes=num_classes, optimizer=optimizer, optimizers=_OPTIMIZERS, scheduler=scheduler,
+            schedulers=_SCHEDULERS, lr=lr, momentum=momentum, weight_decay=weight_decay,
+            label_smoothing=label_smoothing,
+        )
         if nesterov and (optimizer != "sgd" or momentum <= 0):
             raise ValueError(
                 "`nesterov=True` needs `optimizer='sgd'` and `momentum > 0`, got "
@@ -107,8 +101,6 @@ class ImageClassifier(L.LightningModule):
                 f"`warmup_steps` needs `scheduler='cosine'`, got scheduler={scheduler!r} and "
                 f"warmup_steps={warmup_steps}."
             )
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"`label_smoothing` must be in [0, 1), got {label_smoothing}.")
         kwargs = dict(backbone_kwargs or {})
         if kwargs.setdefault("num_classes", num_classes) != num_classes:
             raise ValueError(

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from lightning_sparse.models import create_model
+from lightning_sparse.tasks._checks import check_training_args
 
 __all__ = ["TimeSeriesClassifier"]
 
@@ -112,24 +113,15 @@ class TimeSeriesClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes}.")
+        check_training_args(
+            num_classes=num_classes, optimizer=optimizer, optimizers=_OPTIMIZERS, scheduler=scheduler,
+            schedulers=_SCHEDULERS, lr=lr, momentum=momentum, weight_decay=weight_decay,
+            label_smoothing=label_smoothing,
+        )
         if in_channels < 1:
             raise ValueError(f"`in_channels` must be a positive integer, got {in_channels}.")
-        if optimizer not in _OPTIMIZERS:
-            raise ValueError(f"`optimizer` must be one of {list(_OPTIMIZERS)}, got {optimizer!r}.")
-        if scheduler not in _SCHEDULERS:
-            raise ValueError(f"`scheduler` must be one of {list(_SCHEDULERS)}, got {scheduler!r}.")
-        if not lr > 0:
-            raise ValueError(f"`lr` must be positive, got {lr}.")
-        if weight_decay < 0:
-            raise ValueError(f"`weight_decay` must be non-negative, got {weight_decay}.")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"`momentum` must be in [0, 1), got {momentum}.")
         if not 0.0 <= min_lr <= lr:
             raise ValueError(f"`min_lr` must be in [0, lr={lr}], got {min_lr}.")
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"`label_smoothing` must be in [0, 1), got {label_smoothing}.")
         if isinstance(backbone, nn.Module):
             if backbone_kwargs:
                 raise ValueError(
