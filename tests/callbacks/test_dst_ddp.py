@@ -1,10 +1,9 @@
 """Masks stay identical across 2 DDP ranks (CPU, gloo) while each rank sees different data."""
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
+import helpers
 import pytest
 import torch
 
@@ -12,10 +11,7 @@ WORKER = Path(__file__).with_name("_ddp_worker.py")
 
 
 def run_worker(tmp_path, mode):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(WORKER), str(tmp_path), mode], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    helpers.run_worker(WORKER, tmp_path, mode)
 
 
 @pytest.mark.parametrize("method", ["rigl", "set"])

@@ -1,20 +1,15 @@
 """TrulySparse under DDP (2 CPU processes, gloo): the same training as masked RigL on every rank."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import helpers
 import torch
 
 WORKER = Path(__file__).with_name("_truly_sparse_ddp_worker.py")
 
 
 def run_worker(tmp_path, mode):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(WORKER), str(tmp_path), mode], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    helpers.run_worker(WORKER, tmp_path, mode)
     return [torch.load(tmp_path / f"{mode}_rank{r}.pt", weights_only=False) for r in (0, 1)]
 
 
