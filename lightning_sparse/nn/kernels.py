@@ -142,18 +142,18 @@ _spmm_parallel, _spmm_serial = _njit(_spmm_kernel)
 _sddmm_parallel, _sddmm_serial = _njit(_sddmm_kernel)
 
 
-def supports(values: Tensor) -> bool:
-    """Whether the numba kernels can serve a layer whose non-zeros are ``values``.
+def supports(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the numba kernels can compute in ``dtype`` on ``device``.
 
-    True for float32/float64 CPU tensors when numba is available.
+    True for float32/float64 on the CPU when numba is available.
 
     Examples:
-        >>> supports(torch.zeros(3)) == AVAILABLE
+        >>> supports(torch.device("cpu"), torch.float32) == AVAILABLE
         True
-        >>> supports(torch.zeros(3, dtype=torch.bfloat16))
+        >>> supports(torch.device("cpu"), torch.bfloat16)
         False
     """
-    return AVAILABLE and values.device.type == "cpu" and values.dtype in SUPPORTED_DTYPES
+    return AVAILABLE and torch.device(device).type == "cpu" and dtype in SUPPORTED_DTYPES
 
 
 def _threads() -> None:

@@ -301,11 +301,7 @@ class SparseLinear(nn.Module):
         """Whether the next forward runs the numba kernels (else torch's sparse ops)."""
         if self._backend == "torch":
             return False
-        supported = (
-            kernels.AVAILABLE
-            and self.values.device.type == "cpu"
-            and self.compute_dtype() in kernels.SUPPORTED_DTYPES
-        )
+        supported = kernels.supports(self.values.device, self.compute_dtype())
         if self._backend == "numba" and not supported:
             raise RuntimeError(
                 f"`backend='numba'` supports {kernels.SUPPORTED_DTYPES} on CPU; the values are "
