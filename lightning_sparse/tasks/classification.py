@@ -7,25 +7,23 @@ Computer Vision", arXiv:1512.00567), SGD with momentum or AdamW (Loshchilov & Hu
 schedule with optional linear warm-up (Loshchilov & Hutter 2017, "SGDR", arXiv:1608.03983; as
 used by RigL, Evci et al. 2020, arXiv:1911.11134).
 
-Data-pruning contract: every ``training_step`` stores the detached per-sample losses of its batch
-in ``last_per_sample_loss`` (shape ``(B,)``) and, when the batch is ``(x, y, index)``, the dataset
-indices in ``last_batch_indices`` (shape ``(B,)``, ``None`` for ``(x, y)`` batches). A callback
-reads both in ``on_train_batch_end``.
+Data pruning: ``training_step`` returns ``{"loss", "per_sample_loss", "index"}`` (``index`` for
+``(x, y, index)`` batches only), the per-sample contract of :mod:`lightning_sparse.core.per_sample`;
+the batch layouts, metrics, loss reduction and optimizers come from
+:class:`~lightning_sparse.tasks.base.SparseTask`.
 """
 
 from __future__ import annotations
 
-import math
+from functools import partial
 from typing import Any
 
-import lightning as L
 import torch
-import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics.classification import MulticlassAccuracy
 
+from lightning_sparse._validation import check_bool, check_int
 from lightning_sparse.models import create_model
-from lightning_sparse.tasks._checks import check_training_args
+from lightning_sparse.tasks.base import SparseTask, check_training_args, merge_backbone_kwargs
 
 __all__ = ["ImageClassifier"]
 
@@ -33,7 +31,7 @@ _OPTIMIZERS = ("sgd", "adamw")
 _SCHEDULERS = ("cosine", "none")
 
 
-class ImageClassifier(L.LightningModule):
+class ImageClassifier(SparseTask):
     """Train a registered backbone (at ``self.model``) with cross-entropy on ``(x, y[, index])``.
 
     Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc`` (progress bar), ``test/loss``
@@ -63,10 +61,9 @@ class ImageClassifier(L.LightningModule):
         >>> task = ImageClassifier("mlp", {"in_features": 64, "hidden_sizes": [32]}, num_classes=10)
         >>> task(torch.randn(4, 1, 8, 8)).shape
         torch.Size([4, 10])
-        >>> task.training_step((torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])), 0).shape
-        torch.Size([])
-        >>> task.last_per_sample_loss.shape
-        torch.Size([4])
+        >>> out = task.training_step((torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]), torch.arange(4)), 0)
+        >>> out["loss"].shape, out["per_sample_loss"].shape, out["index"].tolist()
+        (torch.Size([]), torch.Size([4]), [0, 1, 2, 3])
     """
 
     def __init__(
@@ -89,116 +86,23 @@ class ImageClassifier(L.LightningModule):
             schedulers=_SCHEDULERS, lr=lr, momentum=momentum, weight_decay=weight_decay,
             label_smoothing=label_smoothing,
         )
+        check_bool("nesterov", nesterov)
         if nesterov and (optimizer != "sgd" or momentum <= 0):
             raise ValueError(
                 "`nesterov=True` needs `optimizer='sgd'` and `momentum > 0`, got "
                 f"optimizer={optimizer!r}, momentum={momentum}."
             )
-        if warmup_steps < 0:
-            raise ValueError(f"`warmup_steps` must be a non-negative integer, got {warmup_steps}.")
+        check_int("warmup_steps", warmup_steps, 0)
         if warmup_steps > 0 and scheduler != "cosine":
             raise ValueError(
                 f"`warmup_steps` needs `scheduler='cosine'`, got scheduler={scheduler!r} and "
                 f"warmup_steps={warmup_steps}."
             )
-        kwargs = dict(backbone_kwargs or {})
-        if kwargs.setdefault("num_classes", num_classes) != num_classes:
-            raise ValueError(
-                "`backbone_kwargs['num_classes']` must match `num_classes`, got "
-                f"{kwargs['num_classes']} and {num_classes}."
-            )
+        kwargs = merge_backbone_kwargs(backbone_kwargs, num_classes=num_classes)
         self.save_hyperparameters()
         self.model = create_model(backbone, **kwargs)
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.last_per_sample_loss: torch.Tensor | None = None
-        self.last_batch_indices: torch.Tensor | None = None
+        self.add_metrics(acc=partial(MulticlassAccuracy, num_classes, average="micro"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the backbone's logits, shape ``(B, num_classes)``."""
         return self.model(x)
-
-    @staticmethod
-    def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-            kind = type(batch).__name__
-            if isinstance(batch, (tuple, list)):
-                kind += f" of length {len(batch)}"
-            raise ValueError(f"`batch` must be a tuple (x, y) or (x, y, index), got a {kind}.")
-        return batch[0], batch[1], batch[2] if len(batch) == 3 else None
-
-    def _losses(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(x)  # (B, num_classes)
-        losses = F.cross_entropy(
-            logits, y, reduction="none", label_smoothing=self.hparams.label_smoothing
-        )  # (B,)
-        return logits, losses
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x, y, index = self._unpack(batch)
-        logits, losses = self._losses(x, y)
-        self.last_per_sample_loss = losses.detach()
-        self.last_batch_indices = index
-        loss = losses.mean()
-        self.train_acc(logits.detach(), y)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
-        return loss
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        x, y, _ = self._unpack(batch)
-        logits, losses = self._losses(x, y)
-        self.val_acc(logits, y)
-        self.log("val/loss", losses.mean())
-        self.log("val/acc", self.val_acc, prog_bar=True)
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        x, y, _ = self._unpack(batch)
-        logits, losses = self._losses(x, y)
-        self.test_acc(logits, y)
-        self.log("test/loss", losses.mean())
-        self.log("test/acc", self.test_acc)
-
-    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x).argmax(dim=-1)
-
-    def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        if hp.optimizer == "sgd":
-            optimizer = torch.optim.SGD(
-                self.parameters(),
-                lr=hp.lr,
-                momentum=hp.momentum,
-                weight_decay=hp.weight_decay,
-                nesterov=hp.nesterov,
-            )
-        else:
-            optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.scheduler == "none":
-            return optimizer
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            raise ValueError(
-                "`scheduler='cosine'` needs a finite training length: set `trainer.max_steps` or "
-                f"`trainer.max_epochs`, got estimated_stepping_batches={total}."
-            )
-        total, warmup = int(total), hp.warmup_steps
-        if warmup >= total:
-            rank_zero_warn(
-                f"`warmup_steps={warmup}` covers the whole run ({total} optimizer steps): "
-                "the learning rate never reaches the cosine decay."
-            )
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }

@@ -17,10 +17,9 @@ valid lengths and ``index`` int64 ``(B,)`` dataset indices. A third item is alwa
 its ``forward`` takes a ``lengths`` argument (as :class:`~lightning_sparse.models.DSN` does);
 otherwise it is ignored with a warning.
 
-Data-pruning contract (as :class:`~lightning_sparse.tasks.ImageClassifier`): every
-``training_step`` stores the detached per-sample losses of its batch in ``last_per_sample_loss``
-(shape ``(B,)``) and, for ``(x, y, index, lengths)`` batches, the dataset indices in
-``last_batch_indices`` (``None`` otherwise).
+Data pruning: ``training_step`` returns ``{"loss", "per_sample_loss", "index"}`` (``index`` for
+``(x, y, index, lengths)`` batches only), the per-sample contract of
+:mod:`lightning_sparse.core.per_sample`, as every :class:`~lightning_sparse.tasks.base.SparseTask`.
 
 Model selection as in the paper (the checkpoint with the lowest training loss): the epoch mean
 of the training loss is logged as ``train/loss_epoch``, so a recipe adds
@@ -35,18 +34,17 @@ ready for ``DynamicSparseTraining(allowed_regions=task.allowed_regions())``.
 from __future__ import annotations
 
 import inspect
-import math
+from functools import partial
 from typing import Any
 
-import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from lightning_sparse._validation import check_int
 from lightning_sparse.models import create_model
-from lightning_sparse.tasks._checks import check_training_args
+from lightning_sparse.tasks.base import Batch, SparseTask, check_training_args, merge_backbone_kwargs
 
 __all__ = ["TimeSeriesClassifier"]
 
@@ -54,7 +52,7 @@ _OPTIMIZERS = ("adam", "adamw", "sgd")
 _SCHEDULERS = ("cosine", "none")
 
 
-class TimeSeriesClassifier(L.LightningModule):
+class TimeSeriesClassifier(SparseTask):
     """Train a time series backbone (at ``self.model``) with cross-entropy on batches of series.
 
     Logs ``train/loss`` (per step as ``train/loss_step``, epoch mean as ``train/loss_epoch``),
@@ -90,13 +88,15 @@ class TimeSeriesClassifier(L.LightningModule):
         >>> x, y = torch.randn(4, 1, 50), torch.tensor([0, 1, 2, 0])
         >>> task(x).shape
         torch.Size([4, 3])
-        >>> task.training_step((x, y, torch.tensor([50, 40, 30, 20])), 0).shape
-        torch.Size([])
-        >>> task.last_per_sample_loss.shape
-        torch.Size([4])
+        >>> out = task.training_step((x, y, torch.tensor([50, 40, 30, 20])), 0)  # (x, y, lengths)
+        >>> out["loss"].shape, out["per_sample_loss"].shape, "index" in out
+        (torch.Size([]), torch.Size([4]), False)
         >>> sorted(task.allowed_regions())[0]
         'model.blocks.0.conv.weight'
     """
+
+    batch_layouts = (("x", "y"), ("x", "y", "lengths"), ("x", "y", "index", "lengths"))
+    train_loss_on_epoch = True
 
     def __init__(
         self,
@@ -118,8 +118,7 @@ class TimeSeriesClassifier(L.LightningModule):
             schedulers=_SCHEDULERS, lr=lr, momentum=momentum, weight_decay=weight_decay,
             label_smoothing=label_smoothing,
         )
-        if in_channels < 1:
-            raise ValueError(f"`in_channels` must be a positive integer, got {in_channels}.")
+        check_int("in_channels", in_channels, 1)
         if not 0.0 <= min_lr <= lr:
             raise ValueError(f"`min_lr` must be in [0, lr={lr}], got {min_lr}.")
         if isinstance(backbone, nn.Module):
@@ -131,12 +130,7 @@ class TimeSeriesClassifier(L.LightningModule):
             self.save_hyperparameters(ignore=["backbone"])
             self.model = backbone
         elif isinstance(backbone, str):
-            kwargs = dict(backbone_kwargs or {})
-            for arg, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-                if kwargs.setdefault(arg, value) != value:
-                    raise ValueError(
-                        f"`backbone_kwargs['{arg}']` must match `{arg}`, got {kwargs[arg]} and {value}."
-                    )
+            kwargs = merge_backbone_kwargs(backbone_kwargs, num_classes=num_classes, in_channels=in_channels)
             self.save_hyperparameters()
             self.model = create_model(backbone, **kwargs)
         else:
@@ -145,14 +139,10 @@ class TimeSeriesClassifier(L.LightningModule):
             )
         self._takes_lengths = "lengths" in inspect.signature(self.model.forward).parameters
         self._warned_lengths = False
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.train_f1 = MulticlassF1Score(num_classes, average="macro")
-        self.val_f1 = MulticlassF1Score(num_classes, average="macro")
-        self.test_f1 = MulticlassF1Score(num_classes, average="macro")
-        self.last_per_sample_loss: Tensor | None = None
-        self.last_batch_indices: Tensor | None = None
+        self.add_metrics(
+            acc=partial(MulticlassAccuracy, num_classes, average="micro"),
+            f1=partial(MulticlassF1Score, num_classes, average="macro"),
+        )
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Return the backbone's logits ``(B, num_classes)`` for series ``x`` of shape ``(B, C, L)``."""
@@ -182,84 +172,11 @@ class TimeSeriesClassifier(L.LightningModule):
             )
         return regions(prefix="model.")
 
-    @staticmethod
-    def _unpack(batch: Any) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-        """``(x, y, index or None, lengths or None)`` from a 2-, 3- or 4-tuple batch."""
-        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3, 4):
-            kind = type(batch).__name__
-            if isinstance(batch, (tuple, list)):
-                kind += f" of length {len(batch)}"
-            raise ValueError(
-                f"`batch` must be a tuple (x, y), (x, y, lengths) or (x, y, index, lengths), got a {kind}."
-            )
-        if len(batch) == 4:
-            return batch[0], batch[1], batch[2], batch[3]
-        return batch[0], batch[1], None, batch[2] if len(batch) == 3 else None
+    def forward_batch(self, batch: Batch) -> Tensor:
+        return self(batch.x, batch.lengths)
 
-    def _step(self, batch: Any) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        x, y, index, lengths = self._unpack(batch)
-        logits = self(x, lengths)  # (B, num_classes)
-        losses = F.cross_entropy(
-            logits, y, reduction="none", label_smoothing=self.hparams.label_smoothing
-        )  # (B,)
-        return logits, y, losses, index
-
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        logits, y, losses, index = self._step(batch)
-        self.last_per_sample_loss = losses.detach()
-        self.last_batch_indices = index
-        loss = losses.mean()
-        self.train_acc(logits.detach(), y)
-        self.train_f1(logits.detach(), y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
-        self.log("train/f1", self.train_f1, on_step=False, on_epoch=True)
-        return loss
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        logits, y, losses, _ = self._step(batch)
-        loss = losses.mean()
-        self.val_acc(logits, y)
-        self.val_f1(logits, y)
-        self.log("val/loss", loss, batch_size=len(y))
-        self.log("val/acc", self.val_acc, prog_bar=True)
-        self.log("val/f1", self.val_f1)
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        logits, y, losses, _ = self._step(batch)
-        loss = losses.mean()
-        self.test_acc(logits, y)
-        self.test_f1(logits, y)
-        self.log("test/loss", loss, batch_size=len(y))
-        self.log("test/acc", self.test_acc)
-        self.log("test/f1", self.test_f1)
-
-    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
-        """Predicted classes ``(B,)`` for ``x``, ``(x,)`` or any training batch format."""
-        if not isinstance(batch, (tuple, list)):
-            return self(batch).argmax(dim=-1)
-        lengths = batch[-1] if len(batch) in (3, 4) else None
-        return self(batch[0], lengths).argmax(dim=-1)
-
-    def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        if hp.optimizer == "adam":
-            optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        elif hp.optimizer == "adamw":
-            optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        else:
-            optimizer = torch.optim.SGD(
-                self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
-            )
-        if hp.scheduler == "none":
-            return optimizer
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            raise ValueError(
-                "`scheduler='cosine'` needs a finite training length: set `trainer.max_steps` or "
-                f"`trainer.max_epochs`, got estimated_stepping_batches={total}."
-            )
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=max(int(total), 1), eta_min=hp.min_lr
+    def build_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
+        """Cosine annealing from ``lr`` to ``min_lr`` over the run, stepped every optimizer step."""
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(total_steps, 1), eta_min=self.hparams.min_lr
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_sparse.core.per_sample import read_per_sample
 from lightning_sparse.tasks import ImageClassifier
 
 _MLP = {"in_features": 16, "hidden_sizes": [32]}
@@ -79,12 +80,18 @@ def test_fit_learns_and_follows_the_schedule(tmp_path, optimizer, lr, warmup):
 def test_constant_lr_and_indexed_batches(tmp_path):
     task = ImageClassifier("mlp", _MLP, num_classes=4, scheduler="none", lr=0.05, momentum=0.0)
     loader = DataLoader(_Blobs(return_index=True), batch_size=16)
-    trainer = _trainer(tmp_path, max_steps=3)
+    seen = []
+
+    class _Read(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append(read_per_sample(outputs))
+
+    trainer = _trainer(tmp_path, max_steps=3, callbacks=[_Read()])
     trainer.fit(task, loader)
     assert trainer.optimizers[0].param_groups[0]["lr"] == 0.05
     assert trainer.lr_scheduler_configs == []
-    assert torch.equal(task.last_batch_indices, torch.arange(32, 48))
-    losses = task.last_per_sample_loss
+    losses, index = seen[-1]
+    assert torch.equal(index, torch.arange(32, 48))
     assert losses.shape == (16,) and not losses.requires_grad and (losses >= 0).all()
 
 
@@ -92,9 +99,10 @@ def test_constant_lr_and_indexed_batches(tmp_path):
 def test_per_sample_loss_matches_the_mean():
     task = ImageClassifier("mlp", _MLP, num_classes=4, label_smoothing=0.1)
     data = _Blobs(8)
-    loss = task.training_step((data.x, data.y), 0)
-    assert task.last_batch_indices is None
-    assert loss.item() == pytest.approx(task.last_per_sample_loss.mean().item())
+    out = task.training_step((data.x, data.y), 0)
+    loss = out["loss"]
+    assert "index" not in out and read_per_sample(out)[1] is None
+    assert loss.item() == pytest.approx(out["per_sample_loss"].mean().item())
     expected = torch.nn.functional.cross_entropy(task(data.x), data.y, label_smoothing=0.1)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert all(name.startswith("model.") for name, _ in task.named_parameters())

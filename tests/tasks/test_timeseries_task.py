@@ -5,12 +5,13 @@ import math
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_sparse.core.per_sample import read_per_sample
 from lightning_sparse.tasks import TimeSeriesClassifier
 
 TINY = {"width": 4, "depth": 1, "kernel_size": 6}
@@ -173,11 +174,11 @@ def test_data_pruning_contract():
     task = TimeSeriesClassifier(Recorder(), num_classes=3)
     x, y, n = torch.randn(4, 2, 9), torch.tensor([0, 1, 2, 0]), torch.tensor([9, 5, 3, 1])
     index = torch.arange(4)
-    loss = task.training_step((x, y, index, n), 0)
-    assert task.model.seen[-1] is n and task.last_batch_indices is index
-    torch.testing.assert_close(task.last_per_sample_loss.mean(), loss.detach())
-    task.training_step((x, y, n), 0)
-    assert task.last_batch_indices is None and task.last_per_sample_loss.shape == (4,)
+    out = task.training_step((x, y, index, n), 0)
+    assert task.model.seen[-1] is n and out["index"] is index
+    torch.testing.assert_close(out["per_sample_loss"].mean(), out["loss"].detach())
+    losses, no_index = read_per_sample(task.training_step((x, y, n), 0))
+    assert no_index is None and losses.shape == (4,)
 
 
 def test_with_the_time_series_datamodule(tmp_path):
@@ -186,7 +187,14 @@ def test_with_the_time_series_datamodule(tmp_path):
 
     dm = UEADataModule("JapaneseVowels", batch_size=16, return_lengths=True, return_index=True)
     task = TimeSeriesClassifier("dsn_uea", TINY, num_classes=dm.num_classes, in_channels=dm.num_channels)
-    t = trainer(tmp_path, max_steps=2, limit_test_batches=2)
+    seen = []
+
+    class Read(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append(read_per_sample(outputs))
+
+    t = trainer(tmp_path, max_steps=2, limit_test_batches=2, callbacks=[Read()])
     t.fit(task, datamodule=dm)
-    assert task.last_batch_indices is not None and task.last_per_sample_loss.shape == (16,)
+    losses, index = seen[-1]
+    assert index is not None and losses.shape == index.shape == (16,)
     assert set(t.test(task, datamodule=dm, verbose=False)[0]) == {"test/loss", "test/acc", "test/f1"}

@@ -1,0 +1,290 @@
+"""The shared task base: batch layouts, metric triples, loss reduction, optimizers, schedules.
+
+A task subclasses :class:`SparseTask`, keeps its own explicit ``__init__`` arguments (so
+LightningCLI shows every one of them), calls :meth:`SparseTask.add_metrics` once, and overrides
+only where it differs:
+
+- :meth:`~SparseTask.forward_batch` (how a :class:`Batch` reaches ``forward``),
+- :meth:`~SparseTask.per_sample_losses` (cross-entropy by default),
+- :meth:`~SparseTask.reduce_loss` (the weighted mean by default),
+- :meth:`~SparseTask.build_scheduler` (per-step cosine with linear warm-up by default),
+- the class attributes ``batch_layouts``, ``train_loss_on_epoch`` and ``prog_bar_metrics``.
+
+``training_step`` follows the per-sample contract of :mod:`lightning_sparse.core.per_sample`
+(see ``docs/per_sample.md``): it returns ``{"loss", "per_sample_loss"[, "index"]}``, and a
+callback can hand per-sample weights for the coming batch to :meth:`SparseTask.set_sample_weights`.
+
+Checkpoints also carry the global torch / numpy / Python RNG states (Lightning does not save
+them): after a resume they are restored right before the first training batch, so randomness in
+the step (dropout) continues where the interrupted run left it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor, nn
+
+from lightning_sparse._validation import check_int, check_number
+from lightning_sparse.core.per_sample import per_sample_output, weighted_mean
+
+__all__ = ["Batch", "SparseTask", "check_choice_list", "check_training_args", "merge_backbone_kwargs"]
+
+RNG_STATES_KEY = "lightning_sparse_rng_states"
+
+
+class Batch(NamedTuple):
+    """One batch, unpacked; the fields a layout does not have are ``None``."""
+
+    x: Any
+    y: Tensor | None = None
+    index: Tensor | None = None
+    lengths: Tensor | None = None
+
+
+def check_choice_list(name: str, value: Any, allowed: Sequence[str]) -> Any:
+    """Raise unless ``value`` is in ``allowed`` (shown as a list); return ``value``.
+
+    Examples:
+        >>> check_choice_list("optimizer", "adam", ("sgd", "adamw"))
+        Traceback (most recent call last):
+        ...
+        ValueError: `optimizer` must be one of ['sgd', 'adamw'], got 'adam'.
+    """
+    if value not in allowed:
+        raise ValueError(f"`{name}` must be one of {list(allowed)}, got {value!r}.")
+    return value
+
+
+def check_training_args(
+    *, num_classes: int, optimizer: str, optimizers: Sequence[str], scheduler: str,
+    schedulers: Sequence[str], lr: float, momentum: float, weight_decay: float, label_smoothing: float,
+) -> None:
+    """The checks every classification task shares; each ``ValueError`` names the argument.
+
+    Examples:
+        >>> check_training_args(num_classes=1, optimizer="sgd", optimizers=("sgd",), scheduler="none",
+        ...                     schedulers=("none",), lr=0.1, momentum=0.9, weight_decay=0.0,
+        ...                     label_smoothing=0.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: `num_classes` must be an integer >= 2, got 1.
+    """
+    check_int("num_classes", num_classes, 2)
+    check_choice_list("optimizer", optimizer, optimizers)
+    check_choice_list("scheduler", scheduler, schedulers)
+    check_number("lr", lr, 0.0, low_open=True)
+    check_number("momentum", momentum, 0.0, 1.0, high_open=True)
+    check_number("weight_decay", weight_decay, 0.0)
+    check_number("label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
+
+
+def merge_backbone_kwargs(backbone_kwargs: dict[str, Any] | None, **required: Any) -> dict[str, Any]:
+    """``backbone_kwargs`` plus the task's own values (``num_classes``, ...); a clash raises.
+
+    Examples:
+        >>> merge_backbone_kwargs({"width": 8}, num_classes=3)
+        {'width': 8, 'num_classes': 3}
+        >>> merge_backbone_kwargs({"num_classes": 4}, num_classes=3)
+        Traceback (most recent call last):
+        ...
+        ValueError: `backbone_kwargs['num_classes']` must match `num_classes`, got 4 and 3.
+    """
+    kwargs = dict(backbone_kwargs or {})
+    for arg, value in required.items():
+        if kwargs.setdefault(arg, value) != value:
+            raise ValueError(f"`backbone_kwargs['{arg}']` must match `{arg}`, got {kwargs[arg]} and {value}.")
+    return kwargs
+
+
+def _layout_text(layouts: Sequence[Sequence[str]]) -> str:
+    texts = [f"({', '.join(layout)})" for layout in layouts]
+    return texts[0] if len(texts) == 1 else f"{', '.join(texts[:-1])} or {texts[-1]}"
+
+
+class SparseTask(L.LightningModule):
+    """Base of the supervised tasks; see the module docstring for what a subclass overrides.
+
+    Expects in ``self.hparams``: ``optimizer`` (``"sgd"``, ``"adam"`` or ``"adamw"``), ``lr``,
+    ``weight_decay``, ``scheduler`` (``"none"`` or a schedule :meth:`build_scheduler` knows),
+    and where used ``momentum``, ``nesterov``, ``warmup_steps`` and ``label_smoothing``.
+    """
+
+    batch_layouts: tuple[tuple[str, ...], ...] = (("x", "y"), ("x", "y", "index"))
+    """Accepted tuple layouts, told apart by their length; names are :class:`Batch` fields."""
+    train_loss_on_epoch: bool = False
+    """Also log the epoch mean of ``train/loss`` (then named ``train/loss_step``/``_epoch``)."""
+    prog_bar_metrics: tuple[str, ...] = ("acc",)
+    """Validation metrics shown in the progress bar (``train/loss`` always is)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sample_weights: Tensor | None = None
+        self._pending_rng_states: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ batches and metrics
+    def unpack_batch(self, batch: Any) -> Batch:
+        """Name the items of a tuple batch after the matching layout of ``batch_layouts``.
+
+        Raises:
+            ValueError: If ``batch`` is not a tuple of one of the accepted lengths.
+        """
+        layouts = {len(layout): layout for layout in self.batch_layouts}
+        if not isinstance(batch, (tuple, list)) or len(batch) not in layouts:
+            kind = type(batch).__name__
+            if isinstance(batch, (tuple, list)):
+                kind += f" of length {len(batch)}"
+            raise ValueError(f"`batch` must be a tuple {_layout_text(self.batch_layouts)}, got a {kind}.")
+        return Batch(**dict(zip(layouts[len(batch)], batch)))
+
+    def add_metrics(self, **factories: Callable[[], nn.Module]) -> None:
+        """One copy of each metric per stage, logged as ``train/<name>``, ``val/<name>``, ``test/<name>``."""
+        for stage in ("train", "val", "test"):
+            setattr(self, f"{stage}_metrics", nn.ModuleDict({n: make() for n, make in factories.items()}))
+
+    def stage_metrics(self, stage: str) -> nn.ModuleDict:
+        """The metrics of ``stage`` (``"train"``, ``"val"`` or ``"test"``)."""
+        return getattr(self, f"{stage}_metrics", nn.ModuleDict())
+
+    # ------------------------------------------------------------------ what a task overrides
+    def forward_batch(self, batch: Batch) -> Tensor:
+        """Logits for an unpacked batch; override when ``forward`` takes more than ``x``."""
+        return self(batch.x)
+
+    def per_sample_losses(self, logits: Tensor, y: Tensor) -> Tensor:
+        """Loss of every sample, shape ``(B,)``; cross-entropy with ``label_smoothing``."""
+        return F.cross_entropy(logits, y, reduction="none", label_smoothing=self.hparams.get("label_smoothing", 0.0))
+
+    def reduce_loss(self, per_sample_loss: Tensor) -> Tensor:
+        """The training loss from the per-sample losses: the mean, weighted by the weights a
+        callback set for this batch with :meth:`set_sample_weights` (used once, then cleared)."""
+        weights, self._sample_weights = self._sample_weights, None
+        return weighted_mean(per_sample_loss, weights)
+
+    def set_sample_weights(self, weights: Tensor | None) -> None:
+        """Weights ``(B,)`` for the per-sample losses of the next training batch only.
+
+        For data-pruning callbacks (e.g. InfoBatch's rescaling): call it in
+        ``on_train_batch_start``; :meth:`reduce_loss` uses and clears it. ``None`` clears it.
+        """
+        if weights is not None and (not isinstance(weights, Tensor) or weights.dim() != 1):
+            shape = tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__
+            raise ValueError(f"`weights` must be a 1-D tensor of shape (B,), got {shape}.")
+        self._sample_weights = weights
+
+    # ------------------------------------------------------------------ steps
+    def _log_stage(self, stage: str, loss: Tensor, logits: Tensor, y: Tensor) -> None:
+        train = stage == "train"
+        loss_kwargs = {"on_step": True, "on_epoch": True} if train and self.train_loss_on_epoch else {}
+        self.log(f"{stage}/loss", loss, prog_bar=train, batch_size=len(y), **loss_kwargs)
+        for name, metric in self.stage_metrics(stage).items():
+            metric(logits, y)
+            epoch_only = {"on_step": False, "on_epoch": True} if train else {}
+            prog_bar = stage == "val" and name in self.prog_bar_metrics
+            self.log(f"{stage}/{name}", metric, prog_bar=prog_bar, **epoch_only)
+
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
+        """``{"loss", "per_sample_loss"[, "index"]}`` (see :mod:`lightning_sparse.core.per_sample`)."""
+        b = self.unpack_batch(batch)
+        logits = self.forward_batch(b)
+        out = per_sample_output(self.per_sample_losses(logits, b.y), b.index, reduction=self.reduce_loss)
+        self._log_stage("train", out["loss"], logits.detach(), b.y)
+        return out
+
+    def _eval_step(self, batch: Any, stage: str) -> None:
+        b = self.unpack_batch(batch)
+        logits = self.forward_batch(b)
+        self._log_stage(stage, self.per_sample_losses(logits, b.y).mean(), logits, b.y)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """Predicted classes ``(B,)`` for ``x``, ``(x,)`` or any training batch layout."""
+        if not isinstance(batch, (tuple, list)):
+            b = Batch(batch)
+        else:
+            layout = {len(lay): lay for lay in self.batch_layouts}.get(len(batch))
+            b = Batch(**dict(zip(layout, batch))) if layout else Batch(batch[0])
+        return self.forward_batch(b).argmax(dim=-1)
+
+    # ------------------------------------------------------------------ optimization
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """SGD (``momentum``, ``nesterov``), Adam (L2 weight decay) or AdamW (decoupled)."""
+        hp = self.hparams
+        if hp.optimizer == "sgd":
+            return torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum,
+                                   weight_decay=hp.weight_decay, nesterov=hp.get("nesterov", False))
+        optimizer_class = torch.optim.Adam if hp.optimizer == "adam" else torch.optim.AdamW
+        return optimizer_class(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+
+    def build_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
+        """Per-step cosine decay to 0 after ``warmup_steps`` of linear warm-up from ``lr / warmup_steps``."""
+        warmup = self.hparams.get("warmup_steps", 0)
+        if warmup >= total_steps:
+            rank_zero_warn(
+                f"`warmup_steps={warmup}` covers the whole run ({total_steps} optimizer steps): "
+                "the learning rate never reaches the cosine decay."
+            )
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.build_optimizer()
+        if self.hparams.scheduler == "none":
+            return optimizer
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ValueError(
+                f"`scheduler={self.hparams.scheduler!r}` needs a finite training length: set "
+                f"`trainer.max_steps` or `trainer.max_epochs`, got estimated_stepping_batches={total}."
+            )
+        scheduler = self.build_scheduler(optimizer, int(total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------ RNG states in checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        states: dict[str, Any] = {  # only tensors and builtins: loadable with weights_only=True
+            "torch": torch.get_rng_state(),
+            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint[RNG_STATES_KEY] = states
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn == TrainerFn.FITTING:
+            self._pending_rng_states = checkpoint.get(RNG_STATES_KEY)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        states, self._pending_rng_states = self._pending_rng_states, None
+        if states is None:
+            return
+        torch.set_rng_state(states["torch"])
+        kind, keys, pos, has_gauss, gauss = states["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        random.setstate(states["python"])
+        if "cuda" in states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+
