@@ -79,3 +79,83 @@ def test_sparsity_override_reaches_every_dst_callback(tmp_path, monkeypatch):
         build_cli(["--config", QUICKSTART, "--sparsity", "1.5"], run=False)
     with pytest.raises(ValueError, match="has no DynamicSparseTraining callback"):
         build_cli(["--config", QUICKSTART, "--trainer.callbacks=[]", "--sparsity", "0.3"], run=False)
+
+
+def test_sparsity_override_is_in_print_config_and_saved_config(tmp_path, monkeypatch, capsys):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", QUICKSTART, "--sparsity", "0.7", "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    (dst,) = [c for c in printed["trainer"]["callbacks"] if c["class_path"].endswith("DynamicSparseTraining")]
+    assert dst["init_args"]["sparsity"] == 0.7 and printed["sparsity"] == 0.7
+
+    main(["fit", "--config", QUICKSTART, "--sparsity", "0.7", "--trainer.max_steps=1",
+          "--trainer.limit_val_batches=0", "--test_after_fit=false", "--trainer.enable_progress_bar=false",
+          f"--trainer.logger.init_args.save_dir={tmp_path}"])
+    saved = yaml.safe_load((tmp_path / "quickstart" / "version_0" / "config.yaml").read_text())
+    (dst,) = [c for c in saved["trainer"]["callbacks"] if c["class_path"].endswith("DynamicSparseTraining")]
+    assert dst["init_args"]["sparsity"] == 0.7
+
+
+def _bad_recipe(tmp_path) -> Path:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(Path(QUICKSTART).read_text().replace("method: rigl", "method: rigll"))
+    return bad
+
+
+def test_bad_recipe_value_gives_a_short_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LIGHTNING_SPARSE_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(_bad_recipe(tmp_path))])
+    assert exit_info.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err[0].startswith("lightning-sparse: error: DynamicSparseTraining: `method` must be one of")
+    assert "got 'rigll'" in err[0] and len(err) <= 3 and "Traceback" not in "\n".join(err)
+    assert "LIGHTNING_SPARSE_TRACEBACK=1" in err[-1]
+
+
+def test_bad_recipe_value_full_traceback_on_request(tmp_path, monkeypatch):
+    from lightning_sparse.cli import RecipeError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LIGHTNING_SPARSE_TRACEBACK", "1")
+    with pytest.raises(RecipeError, match="DynamicSparseTraining: `method`") as info:
+        main(["fit", "--config", str(_bad_recipe(tmp_path))])
+    assert isinstance(info.value.__cause__, ValueError)  # the original chain is kept
+
+
+def test_bad_recipe_value_from_a_subprocess(tmp_path):
+    import subprocess
+
+    env = {k: v for k, v in __import__("os").environ.items() if k != "LIGHTNING_SPARSE_TRACEBACK"}
+    proc = subprocess.run([sys.executable, "-m", "lightning_sparse", "fit", "--config", str(_bad_recipe(tmp_path))],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "error: DynamicSparseTraining: `method` must be one of" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 3
+
+
+def test_data_paths_in_a_config_are_relative_to_the_config(tmp_path, monkeypatch, capsys):
+    """A recipe's data_dir / cache_dir resolve from the recipe's folder, not the working directory."""
+    import yaml
+
+    recipe = Path(QUICKSTART).parent / "nerva" / "dense_mlp_cifar10.yaml"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(recipe), "--print_config"])
+    init = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]
+    root = recipe.parents[2]
+    assert Path(init["data_dir"]) == root.parent / "shared" / "data" / "cifar10-q75"
+    assert Path(init["cache_dir"]) == root / ".cache" / "cifar10"
+    if (root.parent / "shared" / "data").exists():
+        assert Path(init["data_dir"]).is_dir()
+
+    # given on the command line, the same key is relative to the working directory
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(recipe), "--data.init_args.data_dir=here", "--print_config"])
+    assert Path(yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]["data_dir"]).resolve() == (
+        tmp_path / "here").resolve()
