@@ -25,11 +25,9 @@ same keys given on the command line resolve against the working directory, and t
 outputs (``save_dir``, ``default_root_dir``, ``dirpath``, ``output_dir``) stay relative to it.
 
 Errors: a ``ValueError`` raised while the recipe's classes are built (a bad argument value such
-as ``method: rigll``) ends the command with exit code 2 and a short message naming the class::
-
-    lightning-sparse: error: DynamicSparseTraining: `method` must be one of (...), got 'rigll'.
-
-Set the environment variable ``LIGHTNING_SPARSE_TRACEBACK=1`` to get the full traceback instead.
+as ``method: rigll``) ends the command with exit code 2 and a short message on stderr that names
+the class, e.g. ``lightning-sparse: error: DynamicSparseTraining: ...`` followed by the check's
+message. Set the environment variable ``LIGHTNING_SPARSE_TRACEBACK=1`` to get the full traceback instead.
 """
 
 from __future__ import annotations
@@ -136,7 +134,7 @@ class SparseCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """With ``--sparsity``: parse once to find the DST callbacks, then parse again with their
         list overridden, so the printed and saved configs hold the new sparsity."""
-        argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else None
+        argv = list(sys.argv[1:] if args is None else args) if args is None or isinstance(args, (list, tuple)) else None
         sparsity = None if argv is None else _flag_value(argv, "--sparsity")
         if sparsity is None or any(a in ("-h", "--help") for a in argv):
             return super().parse_arguments(parser, args)
@@ -147,12 +145,18 @@ class SparseCLI(LightningCLI):
         config = self.config[subcommand] if subcommand else self.config
         callbacks = yaml.safe_load(sub_parser.dump(config, skip_check=True)).get("trainer", {}).get("callbacks")
         callbacks = [callbacks] if isinstance(callbacks, dict) else list(callbacks or [])
-        matched = [c for c in callbacks if str(c.get("class_path", "")).endswith("DynamicSparseTraining")]
-        if not matched:
-            raise RecipeError(f"`--sparsity {sparsity}` given, but the recipe has no DynamicSparseTraining callback.")
-        for callback in matched:
+        for callback in _dst_callbacks(callbacks, config.get("sparsity")):
             callback.setdefault("init_args", {})["sparsity"] = config.get("sparsity")
         self.config = parser.parse_args([*argv, f"--trainer.callbacks={json.dumps(callbacks)}"])
+
+    def before_instantiate_classes(self) -> None:
+        """Also apply a ``sparsity`` set inside a config file (not seen by :meth:`parse_arguments`)."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        sparsity = config.get("sparsity")
+        if sparsity is not None:
+            callbacks = config.get("trainer", {}).get("callbacks") or []
+            for callback in _dst_callbacks(callbacks if isinstance(callbacks, list) else [callbacks], sparsity):
+                callback.init_args.sparsity = sparsity
 
     def instantiate_classes(self) -> None:
         try:
@@ -165,6 +169,13 @@ class SparseCLI(LightningCLI):
     def after_fit(self) -> None:
         if self.config_init[self.subcommand].get("test_after_fit", False):
             self.trainer.test(self.model, datamodule=self.datamodule)
+
+
+def _dst_callbacks(callbacks: list[Any], sparsity: Any) -> list[Any]:
+    matched = [c for c in callbacks if str(c.get("class_path", "")).endswith("DynamicSparseTraining")]
+    if not matched:
+        raise RecipeError(f"`--sparsity {sparsity}` given, but the recipe has no DynamicSparseTraining callback.")
+    return matched
 
 
 def _flag_value(argv: list[str], flag: str) -> str | None:

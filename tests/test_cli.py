@@ -159,3 +159,15 @@ def test_data_paths_in_a_config_are_relative_to_the_config(tmp_path, monkeypatch
         main(["fit", "--config", str(recipe), "--data.init_args.data_dir=here", "--print_config"])
     assert Path(yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]["data_dir"]).resolve() == (
         tmp_path / "here").resolve()
+
+
+def test_sparsity_set_inside_a_config_file(tmp_path, monkeypatch):
+    from lightning_sparse.callbacks import DynamicSparseTraining
+    from lightning_sparse.cli import build_cli
+
+    monkeypatch.chdir(tmp_path)
+    override = tmp_path / "sweep.yaml"
+    override.write_text("sparsity: 0.4\n")
+    cli = build_cli(["--config", QUICKSTART, "--config", str(override)], run=False)
+    (dst,) = [c for c in cli.trainer.callbacks if isinstance(c, DynamicSparseTraining)]
+    assert dst.sparsity == 0.4

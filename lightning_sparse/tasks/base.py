@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from lightning_sparse._validation import check_int, check_number
 from lightning_sparse.core.per_sample import per_sample_output, weighted_mean
 
-__all__ = ["Batch", "SparseTask", "check_choice_list", "check_training_args", "merge_backbone_kwargs"]
+__all__ = ["Batch", "SparseTask", "check_choice_list", "merge_backbone_kwargs"]
 
 RNG_STATES_KEY = "lightning_sparse_rng_states"
 
@@ -63,29 +63,6 @@ def check_choice_list(name: str, value: Any, allowed: Sequence[str]) -> Any:
     if value not in allowed:
         raise ValueError(f"`{name}` must be one of {list(allowed)}, got {value!r}.")
     return value
-
-
-def check_training_args(
-    *, num_classes: int, optimizer: str, optimizers: Sequence[str], scheduler: str,
-    schedulers: Sequence[str], lr: float, momentum: float, weight_decay: float, label_smoothing: float,
-) -> None:
-    """The checks every classification task shares; each ``ValueError`` names the argument.
-
-    Examples:
-        >>> check_training_args(num_classes=1, optimizer="sgd", optimizers=("sgd",), scheduler="none",
-        ...                     schedulers=("none",), lr=0.1, momentum=0.9, weight_decay=0.0,
-        ...                     label_smoothing=0.0)
-        Traceback (most recent call last):
-        ...
-        ValueError: `num_classes` must be an integer >= 2, got 1.
-    """
-    check_int("num_classes", num_classes, 2)
-    check_choice_list("optimizer", optimizer, optimizers)
-    check_choice_list("scheduler", scheduler, schedulers)
-    check_number("lr", lr, 0.0, low_open=True)
-    check_number("momentum", momentum, 0.0, 1.0, high_open=True)
-    check_number("weight_decay", weight_decay, 0.0)
-    check_number("label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
 
 
 def merge_backbone_kwargs(backbone_kwargs: dict[str, Any] | None, **required: Any) -> dict[str, Any]:
@@ -125,11 +102,35 @@ class SparseTask(L.LightningModule):
     """Also log the epoch mean of ``train/loss`` (then named ``train/loss_step``/``_epoch``)."""
     prog_bar_metrics: tuple[str, ...] = ("acc",)
     """Validation metrics shown in the progress bar (``train/loss`` always is)."""
+    optimizer_choices: tuple[str, ...] = ("sgd", "adamw")
+    """Values of the ``optimizer`` argument the task accepts (of ``sgd``, ``adam``, ``adamw``)."""
+    scheduler_choices: tuple[str, ...] = ("cosine", "none")
+    """Values of the ``scheduler`` argument the task accepts."""
 
     def __init__(self) -> None:
         super().__init__()
         self._sample_weights: Tensor | None = None
         self._pending_rng_states: dict[str, Any] | None = None
+
+    def check_training_args(
+        self, num_classes: int, optimizer: str, scheduler: str, lr: float, momentum: float,
+        weight_decay: float, label_smoothing: float,
+    ) -> None:
+        """The argument checks every classification task shares; each ``ValueError`` names the argument.
+
+        Examples:
+            >>> SparseTask().check_training_args(1, "sgd", "none", 0.1, 0.9, 0.0, 0.0)
+            Traceback (most recent call last):
+            ...
+            ValueError: `num_classes` must be an integer >= 2, got 1.
+        """
+        check_int("num_classes", num_classes, 2)
+        check_choice_list("optimizer", optimizer, self.optimizer_choices)
+        check_choice_list("scheduler", scheduler, self.scheduler_choices)
+        check_number("lr", lr, 0.0, low_open=True)
+        check_number("momentum", momentum, 0.0, 1.0, high_open=True)
+        check_number("weight_decay", weight_decay, 0.0)
+        check_number("label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
 
     # ------------------------------------------------------------------ batches and metrics
     def unpack_batch(self, batch: Any) -> Batch:

@@ -23,13 +23,9 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_sparse._validation import check_bool, check_int
 from lightning_sparse.models import create_model
-from lightning_sparse.tasks.base import SparseTask, check_training_args, merge_backbone_kwargs
+from lightning_sparse.tasks.base import SparseTask, merge_backbone_kwargs
 
 __all__ = ["ImageClassifier"]
-
-_OPTIMIZERS = ("sgd", "adamw")
-_SCHEDULERS = ("cosine", "none")
-
 
 class ImageClassifier(SparseTask):
     """Train a registered backbone (at ``self.model``) with cross-entropy on ``(x, y[, index])``.
@@ -81,11 +77,7 @@ class ImageClassifier(SparseTask):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
-        check_training_args(
-            num_classes=num_classes, optimizer=optimizer, optimizers=_OPTIMIZERS, scheduler=scheduler,
-            schedulers=_SCHEDULERS, lr=lr, momentum=momentum, weight_decay=weight_decay,
-            label_smoothing=label_smoothing,
-        )
+        self.check_training_args(num_classes, optimizer, scheduler, lr, momentum, weight_decay, label_smoothing)
         check_bool("nesterov", nesterov)
         if nesterov and (optimizer != "sgd" or momentum <= 0):
             raise ValueError(

@@ -44,13 +44,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from lightning_sparse._validation import check_int
 from lightning_sparse.models import create_model
-from lightning_sparse.tasks.base import Batch, SparseTask, check_training_args, merge_backbone_kwargs
+from lightning_sparse.tasks.base import Batch, SparseTask, merge_backbone_kwargs
 
 __all__ = ["TimeSeriesClassifier"]
-
-_OPTIMIZERS = ("adam", "adamw", "sgd")
-_SCHEDULERS = ("cosine", "none")
-
 
 class TimeSeriesClassifier(SparseTask):
     """Train a time series backbone (at ``self.model``) with cross-entropy on batches of series.
@@ -95,6 +91,7 @@ class TimeSeriesClassifier(SparseTask):
         'model.blocks.0.conv.weight'
     """
 
+    optimizer_choices = ("adam", "adamw", "sgd")
     batch_layouts = (("x", "y"), ("x", "y", "lengths"), ("x", "y", "index", "lengths"))
     train_loss_on_epoch = True
 
@@ -113,11 +110,7 @@ class TimeSeriesClassifier(SparseTask):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
-        check_training_args(
-            num_classes=num_classes, optimizer=optimizer, optimizers=_OPTIMIZERS, scheduler=scheduler,
-            schedulers=_SCHEDULERS, lr=lr, momentum=momentum, weight_decay=weight_decay,
-            label_smoothing=label_smoothing,
-        )
+        self.check_training_args(num_classes, optimizer, scheduler, lr, momentum, weight_decay, label_smoothing)
         check_int("in_channels", in_channels, 1)
         if not 0.0 <= min_lr <= lr:
             raise ValueError(f"`min_lr` must be in [0, lr={lr}], got {min_lr}.")
