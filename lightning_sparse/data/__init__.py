@@ -1,6 +1,13 @@
-"""LightningDataModules, corruptions and corrupted test sets for the recipes."""
+"""LightningDataModules, corruptions and corrupted test sets for the recipes.
 
-from lightning_sparse.data.cifar import CIFAR10DataModule, CIFAR100DataModule
+Every DataModule derives from :class:`DataModule` (:mod:`lightning_sparse.data.base`): shared
+arguments, resumable training loaders (:mod:`lightning_sparse.data.loading`), ``return_index``
+and a training sampler a callback can install. Modalities live in subpackages:
+:mod:`lightning_sparse.data.image`, :mod:`lightning_sparse.data.video`,
+:mod:`lightning_sparse.data.timeseries`; image corruptions in :mod:`lightning_sparse.data.corruptions`.
+"""
+
+from lightning_sparse.data.base import DataModule
 from lightning_sparse.data.corruptions import (
     ALL_CORRUPTIONS,
     CORRUPTIONS,
@@ -9,22 +16,29 @@ from lightning_sparse.data.corruptions import (
     CorruptedDataset,
     corrupt,
 )
-from lightning_sparse.data.digits import DigitsDataModule
-from lightning_sparse.data.image_folder import ImageFolderDataModule, TinyImageNetDataModule
-from lightning_sparse.data.robustness import CIFARCDataset, ImageNetCFolder, SupportsCorruptions, write_cifar_c
+from lightning_sparse.data.image import (
+    CIFAR10DataModule,
+    CIFAR100DataModule,
+    CIFARCDataset,
+    DigitsDataModule,
+    ImageFolderDataModule,
+    ImageNetCFolder,
+    SupportsCorruptions,
+    TinyImageNetDataModule,
+    write_cifar_c,
+)
+from lightning_sparse.data.loading import EpochSampler, IndexedDataset, ResumableDataLoader
 from lightning_sparse.data.timeseries import TimeSeriesDataModule, UCRDataModule, UEADataModule
 from lightning_sparse.data.video import (
+    ALL_VIDEO_CORRUPTIONS,
+    VIDEO_CORRUPTIONS,
+    CorruptedVideoDataset,
     UCF101DataModule,
     VideoFolderDataModule,
     VideoFolderDataset,
     VideoTransform,
-    read_video_frames,
-)
-from lightning_sparse.data.video_corruptions import (
-    ALL_VIDEO_CORRUPTIONS,
-    VIDEO_CORRUPTIONS,
-    CorruptedVideoDataset,
     corrupt_video,
+    read_video_frames,
 )
 
 __all__ = [
@@ -37,10 +51,14 @@ __all__ = [
     "Corrupt",
     "CorruptedDataset",
     "CorruptedVideoDataset",
+    "DataModule",
     "DigitsDataModule",
     "EXTRA_CORRUPTIONS",
+    "EpochSampler",
     "ImageFolderDataModule",
     "ImageNetCFolder",
+    "IndexedDataset",
+    "ResumableDataLoader",
     "SupportsCorruptions",
     "TimeSeriesDataModule",
     "TinyImageNetDataModule",

@@ -14,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-import lightning_sparse.data.cifar as cifar_module
+import lightning_sparse.data.image.cifar as cifar_module
+import lightning_sparse.data.image.cifar_files as cifar_files
 from lightning_sparse.data.cifar import (
     CIFAR10_CLASSES,
     CIFAR100DataModule,
@@ -201,7 +202,7 @@ def test_cache_is_written_outside_data_dir_and_reused(tmp_path, monkeypatch):
     def no_decoding(_):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr(cifar_module, "decode_rgb", no_decoding)
+    monkeypatch.setattr(cifar_files, "decode_rgb", no_decoding)
     second = CIFAR10DataModule(str(tmp_path / "data"), cache_dir=str(cache), augment=False)
     second.setup()
     np.testing.assert_array_equal(second.train_dataset.images, first.train_dataset.images)
@@ -223,19 +224,54 @@ def test_real_cifar10_q75_zips(tmp_path, monkeypatch):
     x, y = next(iter(lazy.train_dataloader()))
     assert x.shape == (128, 3, 32, 32) and y.dtype == torch.int64
 
-    start = time.perf_counter()
-    full = CIFAR10DataModule(str(REAL), cache_dir=str(tmp_path), train_subset=500, test_subset=200, val_split=100)
-    full.setup()  # decodes all 60k once, into the cache
-    decode_s = time.perf_counter() - start
-    assert len(list(tmp_path.glob("cifar10-*.npz"))) == 2
+    decoded = []
+    real_decode = cifar_files.decode_rgb
+
+    def counting(data):
+        decoded.append(1)
+        return real_decode(data)
+
+    monkeypatch.setattr(cifar_files, "decode_rgb", counting)
+    kwargs = dict(train_subset=500, test_subset=200, val_split=100, augment=False)
+    full = CIFAR10DataModule(str(REAL), cache_dir=str(tmp_path), **kwargs)
+    full.setup()  # decodes (and caches) only the 800 images it uses, not all 60k
+    assert len(decoded) == 800 and len(list(tmp_path.glob("cifar10-*.npz"))) == 2
     np.testing.assert_array_equal(full.train_dataset.images, lazy.train_dataset.images)
     np.testing.assert_array_equal(full.test_dataset.source_indices, lazy.test_dataset.source_indices)
-    monkeypatch.setattr(cifar_module, "decode_rgb", lambda _: pytest.fail("decoded although cached"))
+    (train_cache,) = tmp_path.glob("cifar10-train-*.npz")
+    with np.load(train_cache) as f:
+        assert len(f["indices"]) == 600 and len(f["labels"]) == 50000
+        assert set(f["indices"]) == set(full.train_dataset.source_indices) | set(full.val_dataset.source_indices)
+
+    decoded.clear()
+    again = CIFAR10DataModule(str(REAL), cache_dir=str(tmp_path), **kwargs)
+    again.setup()
+    assert not decoded  # all from the cache
+    np.testing.assert_array_equal(again.val_dataset.images, full.val_dataset.images)
+
+    # another seed: other images, and only those no earlier run decoded are decoded now
+    other = CIFAR10DataModule(str(REAL), cache_dir=str(tmp_path), seed=1, **kwargs)
+    other.setup()
+    used = lambda dm: {("train", i) for d in (dm.train_dataset, dm.val_dataset) for i in d.source_indices} | {
+        ("test", i) for i in dm.test_dataset.source_indices}
+    assert len(decoded) == len(used(other) - used(full)) > 0
+    uncached = CIFAR10DataModule(str(REAL), seed=1, **kwargs)
+    uncached.setup()
+    for split in ("train_dataset", "val_dataset", "test_dataset"):
+        np.testing.assert_array_equal(getattr(other, split).images, getattr(uncached, split).images)
+        np.testing.assert_array_equal(getattr(other, split).labels, getattr(uncached, split).labels)
+
+    start = time.perf_counter()
+    whole = CIFAR10DataModule(str(REAL), cache_dir=str(tmp_path))
+    whole.setup()  # decodes the rest once
+    decode_s = time.perf_counter() - start
+    monkeypatch.setattr(cifar_files, "decode_rgb", lambda _: pytest.fail("decoded although cached"))
     start = time.perf_counter()
     cached = CIFAR10DataModule(str(REAL), cache_dir=str(tmp_path))
     cached.setup()
     assert time.perf_counter() - start < decode_s
     assert cached.train_dataset.images.shape == (50000, 32, 32, 3)
+    np.testing.assert_array_equal(cached.train_dataset.images[:: 997], whole.train_dataset.images[:: 997])
     assert np.bincount(cached.test_dataset.labels).tolist() == [1000] * 10
 
 
@@ -289,10 +325,16 @@ def test_fits_with_the_image_classifier(tmp_path):
     write_cifar10_pickles(tmp_path)
     dm = CIFAR10DataModule(str(tmp_path), batch_size=16, val_split=20, return_index=True)
     task = ImageClassifier("mlp", {"in_features": 3 * 32 * 32, "hidden_sizes": [16]}, num_classes=10)
+    seen = []
+
+    class Indices(L.Callback):  # the task's training_step returns the batch's indices (per-sample contract)
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append(outputs["index"])
+
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=tmp_path)
+                        enable_model_summary=False, default_root_dir=tmp_path, callbacks=[Indices()])
     trainer.fit(task, datamodule=dm)
-    assert trainer.global_step == 5 and task.last_batch_indices.shape == (16,)
+    assert trainer.global_step == 5 and seen[-1].shape == (16,)
 
 
 # --------------------------------------------------------------------------- download and errors

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+import lightning_sparse.data.image.folder as folder_module
 import lightning_sparse.data.image_folder as image_folder_module
 from lightning_sparse.data.image_folder import FileSource, ImageFolderDataModule, TinyImageNetDataModule
 from lightning_sparse.data.transforms import TINY_IMAGENET_MEAN, TINY_IMAGENET_STD
@@ -186,7 +187,7 @@ def test_tiny_imagenet_folder_and_published_zip(tmp_path):
 
 def test_tiny_imagenet_download_guard_and_missing_layout(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(image_folder_module, "download_url",
+    monkeypatch.setattr(folder_module, "download_url",
                         lambda url, root, md5=None: calls.append((url, root, md5)))
     dm = TinyImageNetDataModule(str(tmp_path))
     with pytest.raises(FileNotFoundError) as err:

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Subset
 
-import lightning_sparse.data.robustness as robustness_module
+import lightning_sparse.data.image.corrupted as corrupted_module
+import lightning_sparse.data.image.robustness as robustness_module
 from lightning_sparse.data import DigitsDataModule
 from lightning_sparse.data.cifar import CIFAR10_CLASSES, CIFAR10DataModule
 from lightning_sparse.data.corruptions import Corrupt, corrupt
@@ -133,7 +134,7 @@ def test_write_cifar_c_round_trip_and_resume(tmp_path, monkeypatch):
             for i in range(len(clean)):
                 np.testing.assert_array_equal(stored[i][0], fly[i][0])
                 assert stored[i][1] == fly[i][1]
-    monkeypatch.setattr(robustness_module, "_corrupt_block", lambda *a: pytest.fail("rewrote a complete file"))
+    monkeypatch.setattr(corrupted_module, "_corrupt_block", lambda *a: pytest.fail("rewrote a complete file"))
     write_cifar_c(clean, out, names, seed=3, progress=False)
 
 

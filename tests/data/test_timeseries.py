@@ -9,7 +9,6 @@ import torch
 from lightning_sparse.data import TimeSeriesDataModule, UCRDataModule, UEADataModule
 from lightning_sparse.data.timeseries import (
     BUNDLED_DATASETS,
-    _aeon_data_dir,
     dsn_batch_size,
     read_arff,
     read_series_file,
@@ -17,6 +16,7 @@ from lightning_sparse.data.timeseries import (
     read_tsv,
     znormalize,
 )
+from lightning_sparse.data.timeseries.datamodule import _aeon_data_dir
 
 AEON_DATA = _aeon_data_dir()
 NAN = float("nan")

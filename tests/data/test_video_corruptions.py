@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import lightning_sparse.data.video_corruptions as vc
+import lightning_sparse.data.video.corruptions as vc
 from lightning_sparse.data.corruptions import corrupt
 from lightning_sparse.data.video import read_video_frames
 from lightning_sparse.data.video_corruptions import (

@@ -7,7 +7,7 @@ archive (Bagnall et al. 2018, "The UEA multivariate time series classification a
 arXiv:1811.00075). Each problem ships a fixed train/test split in the archive layout
 ``<data_dir>/<Name>/<Name>_TRAIN.<ext>`` and ``<Name>_TEST.<ext>``.
 
-Readers (our own parsers, in :mod:`lightning_sparse.data.series_formats`; every error names
+Readers (our own parsers, in :mod:`lightning_sparse.data.timeseries.formats`; every error names
 the file and the line): ``.ts``, UCR ``.tsv`` / text and ``.arff``, re-exported here.
 
 :class:`TimeSeriesDataModule` (also as :class:`UCRDataModule` and :class:`UEADataModule`,
@@ -39,12 +39,16 @@ import importlib.util
 import re
 from pathlib import Path
 
-import lightning as L
+from typing import Any
+
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from lightning_sparse.data.series_formats import (
+from lightning_sparse._validation import check_bool
+from lightning_sparse.data.base import DataModule, check_count
+from lightning_sparse.data.splits import stratified_take
+from lightning_sparse.data.timeseries.formats import (
     SeriesCollection,
     read_arff,
     read_series_file,
@@ -121,30 +125,26 @@ def _aeon_data_dir() -> Path | None:
 
 
 class _SeriesSplit(Dataset):
-    """In-memory series; items ``(x, y)``, plus ``index`` and/or ``length`` when asked."""
+    """In-memory series; items ``(x, y)``, plus ``length`` when asked."""
 
     def __init__(self, series: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor,
-                 source_indices: np.ndarray, return_index: bool, return_lengths: bool) -> None:
+                 source_indices: np.ndarray, return_lengths: bool) -> None:
         self.series = series  # (N, C, L) float32, zeros past each length
         self.labels = labels  # (N,) int64
         self.lengths = lengths  # (N,) int64
         self.source_indices = source_indices  # (N,) positions in the archive file
-        self.return_index = return_index
         self.return_lengths = return_lengths
 
     def __len__(self) -> int:
         return self.labels.shape[0]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
-        item = (self.series[i], self.labels[i])
-        if self.return_index:
-            item += (torch.tensor(i, dtype=torch.int64),)
         if self.return_lengths:
-            item += (self.lengths[i],)
-        return item
+            return self.series[i], self.labels[i], self.lengths[i]
+        return self.series[i], self.labels[i]
 
 
-class TimeSeriesDataModule(L.LightningDataModule):
+class TimeSeriesDataModule(DataModule):
     """One UCR/UEA classification problem with the archive's train/test split.
 
     Both files are read at construction (``train_raw``, ``test_raw``), so ``num_classes``,
@@ -166,8 +166,7 @@ class TimeSeriesDataModule(L.LightningDataModule):
       item as ``index``, so do not combine it with ``return_lengths``.
 
     Splits: ``train_dataset`` / ``test_dataset`` are the archive's files in file order. With
-    ``val_split > 0`` a validation set (stratified when every class has at least two series,
-    seeded) is carved from the training file; with ``val_split=0`` there is none
+    ``val_split > 0`` a validation set (stratified, seeded) is carved from the training file; with ``val_split=0`` there is none
     (``val_dataloader`` returns ``[]``) unless ``validate_on_test=True``, which validates on the
     test split (monitoring only: the DSN protocol keeps the epoch with the lowest training loss).
 
@@ -187,10 +186,10 @@ class TimeSeriesDataModule(L.LightningDataModule):
             None: the longest series.
         file_format: ``"ts"``, ``"tsv"``, ``"arff"`` or ``"txt"`` (UCR 2015 text files named
             ``<dataset>_TRAIN`` or ``.txt``); None: the first found in that order.
-        return_index: Training batches also carry each series' index.
         return_lengths: Batches of every split also carry the series' lengths.
-        num_workers: DataLoader worker processes (0 loads in the main process).
-        seed: Seed of the validation split.
+        **kwargs: ``return_index`` (training batches also carry each series' index),
+            ``num_workers``, ``seed`` (of the validation split): see
+            :class:`~lightning_sparse.data.base.DataModule`.
 
     Raises:
         ValueError: If an argument is out of range, ``dataset`` is not bundled with aeon while
@@ -214,6 +213,8 @@ class TimeSeriesDataModule(L.LightningDataModule):
         ((8, 12, 29), [19, 17, 19, 18])
     """
 
+    _batch_size_optional = True  # None: the DSN rule
+
     def __init__(
         self,
         dataset: str,
@@ -224,35 +225,28 @@ class TimeSeriesDataModule(L.LightningDataModule):
         validate_on_test: bool = False,
         pad_to: int | None = None,
         file_format: str | None = None,
-        return_index: bool = False,
         return_lengths: bool = False,
-        num_workers: int = 0,
-        seed: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
         if not isinstance(dataset, str) or not dataset or "/" in dataset or "\\" in dataset:
             raise ValueError(f"`dataset` must be a problem name such as 'GunPoint', got {dataset!r}.")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive integer or None (the DSN rule), got {batch_size}.")
+        super().__init__(batch_size=batch_size, **kwargs)
         if normalize not in _NORMALIZE:
             raise ValueError(f"`normalize` must be one of {list(_NORMALIZE)}, got {normalize!r}.")
         if isinstance(val_split, bool) or not (
             (isinstance(val_split, int) and val_split >= 0) or (isinstance(val_split, float) and 0 <= val_split < 1)
         ):
             raise ValueError(f"`val_split` must be a count >= 0 or a fraction in [0, 1), got {val_split!r}.")
+        check_bool("validate_on_test", validate_on_test)
         if validate_on_test and val_split:
             raise ValueError(f"`validate_on_test=True` needs `val_split=0`, got `val_split={val_split}`.")
-        if pad_to is not None and pad_to < 1:
-            raise ValueError(f"`pad_to` must be a positive integer or None, got {pad_to}.")
+        check_count("pad_to", pad_to, 1, allow_none=True)
         if file_format is not None and file_format not in _FORMATS:
             raise ValueError(f"`file_format` must be one of {list(_FORMATS)} or None, got {file_format!r}.")
-        if num_workers < 0:
-            raise ValueError(f"`num_workers` must be a non-negative integer, got {num_workers}.")
-        self.save_hyperparameters()
+        check_bool("return_lengths", return_lengths)
         self.dataset, self.data_dir, self.normalize = dataset, data_dir, normalize
         self.val_split, self.validate_on_test, self.file_format = val_split, validate_on_test, file_format
-        self.return_index, self.return_lengths = return_index, return_lengths
-        self.num_workers, self.seed = num_workers, seed
+        self.return_lengths = return_lengths
 
         self.train_file, self.test_file = self._find_files()
         self.train_raw = read_series_file(self.train_file)
@@ -269,9 +263,6 @@ class TimeSeriesDataModule(L.LightningDataModule):
         self.series_length: int = pad_to or longest
         self._train_idx, self._val_idx = self._split()
         self.batch_size: int = batch_size or dsn_batch_size(len(self._train_idx))
-        self.train_dataset: _SeriesSplit | None = None
-        self.val_dataset: _SeriesSplit | None = None
-        self.test_dataset: _SeriesSplit | None = None
 
     @property
     def in_channels(self) -> int:
@@ -313,53 +304,28 @@ class TimeSeriesDataModule(L.LightningDataModule):
         if n_val >= n:
             raise ValueError(f"`val_split` must leave training series ({n} in {self.train_file.name}), "
                              f"got {self.val_split!r} ({n_val} series).")
-        counts = np.bincount(labels, minlength=self.num_classes)
-        stratify = counts.min() >= 2 and min(n_val, n - n_val) >= self.num_classes
-        from sklearn.model_selection import train_test_split
+        val, train = stratified_take(labels, n_val, np.random.default_rng(self.seed))
+        return train, val
 
-        train, val = train_test_split(np.arange(n), test_size=n_val, random_state=self.seed,
-                                      stratify=labels if stratify else None)
-        return np.sort(train), np.sort(val)
-
-    def _make(self, data: SeriesCollection, idx: np.ndarray, return_index: bool) -> _SeriesSplit:
+    def _make(self, data: SeriesCollection, idx: np.ndarray) -> _SeriesSplit:
         series = data.series[idx]  # (n, C, L_file), NaN-padded
         if self.normalize == "zscore":
             series = znormalize(series)
         padded = np.zeros((len(idx), self.num_channels, self.series_length), dtype=np.float32)
         padded[..., : series.shape[-1]] = np.where(np.isnan(series), 0.0, series)
         return _SeriesSplit(torch.from_numpy(padded), torch.from_numpy(data.labels[idx]),
-                            torch.from_numpy(data.lengths[idx]), idx, return_index, self.return_lengths)
+                            torch.from_numpy(data.lengths[idx]), idx, self.return_lengths)
 
     def setup(self, stage: str | None = None) -> None:
         """Build the training, validation and test datasets (all splits, any stage)."""
         if self.train_dataset is not None:
             return
-        self.train_dataset = self._make(self.train_raw, self._train_idx, self.return_index)
+        self.train_dataset = self._make(self.train_raw, self._train_idx)
         if len(self._val_idx):
-            self.val_dataset = self._make(self.train_raw, self._val_idx, False)
-        self.test_dataset = self._make(self.test_raw, np.arange(len(self.test_raw.labels)), False)
+            self.val_dataset = self._make(self.train_raw, self._val_idx)
+        self.test_dataset = self._make(self.test_raw, np.arange(len(self.test_raw.labels)))
         if self.validate_on_test:
             self.val_dataset = self.test_dataset
-
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError(f"`{type(self).__name__}.setup()` must run before asking for a loader.")
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled batches of the training split."""
-        return self._loader(self.train_dataset, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader | list:
-        """Batches of the validation split in order; ``[]`` when there is none."""
-        if self.train_dataset is not None and self.val_dataset is None:
-            return []
-        return self._loader(self.val_dataset, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        """Batches of the test split (the archive's test file), in order."""
-        return self._loader(self.test_dataset, shuffle=False)
 
 
 class UCRDataModule(TimeSeriesDataModule):

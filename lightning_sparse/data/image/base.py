@@ -1,0 +1,160 @@
+"""The base of the image DataModules: validation split, subsets, transforms and corrupted test sets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lightning_sparse._validation import check_bool
+from lightning_sparse.data.base import DataModule, check_count
+from lightning_sparse.data.corruptions import PARAMS
+from lightning_sparse.data.image.robustness import CorruptionsMixin
+from lightning_sparse.data.splits import stratified_take
+
+__all__ = ["ImageDataModuleBase"]
+
+
+class ImageDataModuleBase(CorruptionsMixin, DataModule):
+    """Splits, subsets and corruption hooks shared by the image DataModules.
+
+    Subclasses implement ``_pool(split)`` returning a pool (``labels`` and ``subset(indices,
+    transform)``) for ``"train"``, ``"val"`` (or None: carve it from train with ``val_split``)
+    and ``"test"``, and the transforms ``_train_transform``, ``_eval_transform``,
+    ``_raw_transform`` (to ``uint8`` ``(H, W, C)`` before normalising) and
+    ``_corruption_transform``. Loaders, ``return_index`` and ``set_train_sampler``:
+    :class:`~lightning_sparse.data.base.DataModule`.
+
+    Args:
+        data_dir: Directory holding the data.
+        val_split: Validation images taken from the training split (when it has no validation
+            split of its own): a count or a fraction in [0, 1); stratified, seeded; 0: none.
+        augment: Use the training augmentation (else the evaluation transform).
+        train_subset: Keep a stratified, seeded subset of this many training images.
+        test_subset: Keep a stratified, seeded subset of this many test images.
+        corrupted_dir: Directory of corrupted test sets (see ``corruption_datasets``): published
+            ImageNet-C / CIFAR-C files, or where ``cache_corrupted`` writes them; None corrupts
+            on the fly.
+        cache_corrupted: Write missing corrupted sets into ``corrupted_dir`` once.
+        corruption_seed: Seed of the per-item corruptions.
+        corruption_params: Constants of ``corrupt``: ``"cifar"``, ``"imagenet"`` or None (by
+            image size: CIFAR's up to 64 pixels).
+        **kwargs: ``batch_size``, ``num_workers``, ``seed`` (of the validation split and the
+            subsets), ``return_index``: see :class:`~lightning_sparse.data.base.DataModule`.
+    """
+
+    in_channels = 3
+
+    def __init__(
+        self,
+        data_dir: str,
+        val_split: int | float = 0,
+        augment: bool = True,
+        train_subset: int | None = None,
+        test_subset: int | None = None,
+        corrupted_dir: str | None = None,
+        cache_corrupted: bool = True,
+        corruption_seed: int = 0,
+        corruption_params: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        check_count("corruption_seed", corruption_seed, 0)
+        if isinstance(val_split, bool) or not isinstance(val_split, (int, float)) or val_split < 0 \
+                or (isinstance(val_split, float) and val_split >= 1):
+            raise ValueError(
+                "`val_split` must be a sample count (int >= 0) or a fraction of the training split "
+                f"in [0, 1), got {val_split!r}."
+            )
+        for arg, value in (("train_subset", train_subset), ("test_subset", test_subset)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"`{arg}` must be None or a positive integer, got {value!r}.")
+        check_bool("augment", augment)
+        check_bool("cache_corrupted", cache_corrupted)
+        if corruption_params is not None and corruption_params not in PARAMS:
+            raise ValueError(
+                f"`corruption_params` must be None (by image size) or one of {list(PARAMS)}, got "
+                f"{corruption_params!r}."
+            )
+        self.data_dir = Path(data_dir)
+        self.val_split = val_split
+        self.augment = augment
+        self.train_subset = train_subset
+        self.test_subset = test_subset
+        self.corrupted_dir = corrupted_dir
+        self.cache_corrupted = cache_corrupted
+        self.corruption_seed = corruption_seed
+        self.corruption_params = corruption_params
+        self.classes: list[str] = []
+        self._test_indices: np.ndarray | None = None
+        self._test_pool: Any = None
+
+    # subclass hooks
+    def _pool(self, split: str) -> Any:
+        raise NotImplementedError
+
+    def _train_transform(self) -> Callable[[Any], Any]:
+        raise NotImplementedError
+
+    def _eval_transform(self) -> Callable[[Any], Any]:
+        raise NotImplementedError
+
+    def _raw_transform(self) -> Callable[[Any], Any] | None:
+        return None
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+    # splits
+    def _subset(self, labels: np.ndarray, n: int | None, arg: str, tag: int) -> np.ndarray:
+        if n is None:
+            return np.arange(len(labels))
+        if n > len(labels):
+            raise ValueError(f"`{arg}` must be at most the split's {len(labels)} images, got {n}.")
+        return stratified_take(labels, n, np.random.default_rng([self.seed, tag]))[0]
+
+    def _train_plan(self) -> tuple[Any, Any, np.ndarray | None, np.ndarray]:
+        """``(train pool, val pool or None, validation positions or None, training positions)``."""
+        train, val = self._pool("train"), self._pool("val")
+        pool_idx, val_idx = np.arange(len(train.labels)), None
+        if val is None and self.val_split:
+            n_val = self.val_split if isinstance(self.val_split, int) else round(self.val_split * len(pool_idx))
+            if n_val >= len(pool_idx):
+                raise ValueError(
+                    f"`val_split` must leave training images: the training split has {len(pool_idx)}, "
+                    f"got {self.val_split!r} ({n_val} images)."
+                )
+            val_idx, pool_idx = stratified_take(train.labels, n_val, np.random.default_rng([self.seed, 0]))
+        keep = pool_idx[self._subset(train.labels[pool_idx], self.train_subset, "train_subset", 1)]
+        return train, val, val_idx, keep
+
+    def _test_plan(self) -> tuple[Any, np.ndarray]:
+        """``(test pool, test positions)``."""
+        test = self._pool("test")
+        return test, self._subset(test.labels, self.test_subset, "test_subset", 2)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the data and build the splits that ``stage`` needs (all of them for None)."""
+        if self.trainer is None:  # used outside a Trainer: nobody called prepare_data
+            self.prepare_data()
+        if stage in (None, "fit", "validate") and self.train_dataset is None:
+            train, val, val_idx, keep = self._train_plan()
+            if val_idx is not None:
+                self.val_dataset = train.subset(val_idx, self._eval_transform())
+            elif val is not None:
+                self.val_dataset = val.subset(np.arange(len(val.labels)), self._eval_transform())
+            transform = self._train_transform() if self.augment else self._eval_transform()
+            self.train_dataset = train.subset(keep, transform)
+        if stage in (None, "test", "predict") and self.test_dataset is None:
+            self._test_pool, self._test_indices = self._test_plan()
+            self.test_dataset = self._test_pool.subset(self._test_indices, self._eval_transform())
+
+    # SupportsCorruptions hooks
+    def _corruption_base(self) -> tuple[Any, np.ndarray | None]:
+        if self.test_dataset is None:
+            self.setup("test")
+        return self._test_pool.subset(self._test_indices, self._raw_transform()), self._test_indices
