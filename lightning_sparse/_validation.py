@@ -48,6 +48,7 @@ def check_bool(name: str, value: Any) -> bool:
 
 
 def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    low, high = (None if v is None else f"{v:g}" for v in (low, high))
     if low is not None and high is not None:
         return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
     if low is not None:
@@ -73,7 +74,7 @@ def check_number(
         >>> check_number("sparsity", 1.0, 0.0, 1.0, high_open=True)
         Traceback (most recent call last):
         ...
-        ValueError: `sparsity` must be a number in [0.0, 1.0), got 1.0.
+        ValueError: `sparsity` must be a number in [0, 1), got 1.0.
         >>> check_number("lr", 0.1, 0.0, low_open=True)
         0.1
     """

@@ -1,7 +1,21 @@
-"""Lightning callbacks: they decide *when*; ``lightning_sparse.core`` decides *what*."""
+"""Lightning callbacks: they decide *when*; ``lightning_sparse.core`` decides *what*.
 
+Every mask-holding callback subclasses :class:`SparseMaskCallback` and satisfies the
+:class:`MaskProvider` protocol, through which :class:`TrulySparse` runs any of them truly sparse.
+"""
+
+from lightning_sparse.callbacks._masked import SparseMaskCallback
 from lightning_sparse.callbacks.dst import METHODS, DynamicSparseTraining
+from lightning_sparse.callbacks.mask_provider import MaskProvider, mask_providers
 from lightning_sparse.callbacks.robustness import CorruptionRobustness
 from lightning_sparse.callbacks.truly_sparse import TrulySparse
 
-__all__ = ["METHODS", "CorruptionRobustness", "DynamicSparseTraining", "TrulySparse"]
+__all__ = [
+    "METHODS",
+    "CorruptionRobustness",
+    "DynamicSparseTraining",
+    "MaskProvider",
+    "SparseMaskCallback",
+    "TrulySparse",
+    "mask_providers",
+]

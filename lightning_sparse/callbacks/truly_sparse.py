@@ -9,16 +9,17 @@ when training starts it swaps each sparse enough ``nn.Linear`` for a
 (momentum, Adam moments) for their values, so training continues exactly as the masked model
 would (up to floating point).
 
-Where the masks come from: a :class:`DynamicSparseTraining` callback in the same Trainer, else
+Where the masks come from: every mask provider in the same Trainer (any callback satisfying
+:class:`~lightning_sparse.callbacks.MaskProvider`: dynamic sparse training, pruning, ...), else
 the zeros of the weights (a statically pruned model).
 
 Dynamic topologies: SparseLinear computes no gradient outside its pattern, but RigL grows where
-the *dense* gradient is large. So for the accumulation window of every optimizer step at which
-DST will update (:meth:`DynamicSparseTraining.will_update`), the layers go back to masked dense:
+the *dense* gradient is large. So for the accumulation window of every step at which a provider
+may update (``needs_dense_gradients``), the layers go back to masked dense:
 the original ``nn.Linear`` module and weight ``Parameter`` objects return (the weight's storage
-is freed while sparse), so DST's references and the optimizer's stay valid; DST runs its normal
-update on real dense gradients; after the step the layers convert again with the new masks.
-While a layer is sparse, DST leaves it alone (:meth:`DynamicSparseTraining.hold`). With
+is freed while sparse), so the provider's references and the optimizer's stay valid; it runs its
+normal update on real dense gradients; after the step the layers convert again with the new
+masks. While a layer is sparse, its provider leaves it alone (``hold`` / ``release``). With
 ``update_interval`` steps between updates the round trip costs about one dense step per interval.
 
 When: in ``on_train_start``, after Lightning 2.6 has restored the checkpoint's weights *and*
@@ -66,9 +67,17 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from typing_extensions import override
 
-from lightning_sparse.callbacks.dst import DynamicSparseTraining
+from lightning_sparse.callbacks.mask_provider import MaskProvider, mask_providers
 from lightning_sparse.core import pack_mask, unpack_mask
-from lightning_sparse.nn import SparseLinear, convert_param_state, memory_report, replace_optimizer_param
+from lightning_sparse.nn import (
+    SparseLinear,
+    convert_param_state,
+    linear_to_sparse,
+    memory_report,
+    replace_optimizer_param,
+    set_submodule,
+    sparse_to_linear,
+)
 
 __all__ = ["DEFAULT_MAX_DENSITY", "TrulySparse"]
 
@@ -146,7 +155,7 @@ class TrulySparse(Callback):
         self.backend = backend
 
         self._candidates: list[str] = []
-        self._dsts: list[DynamicSparseTraining] = []
+        self._providers: list[MaskProvider] = []
         self._held: dict[str, _Held] = {}
         self._static_masks: dict[str, Tensor] | None = None
         self._eval_names: list[str] = []
@@ -173,7 +182,7 @@ class TrulySparse(Callback):
             )
         if stage == "fit" and self._held:  # a previous fit kept them sparse
             self._release(trainer, pl_module, list(self._held), optimizers=())
-        self._dsts = [c for c in trainer.callbacks if isinstance(c, DynamicSparseTraining)]
+        self._providers = mask_providers(trainer.callbacks)
         self._candidates = self._find_candidates(pl_module)
         self._static_masks = None
 
@@ -212,28 +221,29 @@ class TrulySparse(Callback):
 
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        for dst in self._dsts:
-            if dst.grow_criterion == "momentum":
+        for provider in self._providers:
+            if provider.dense_gradients_every_step:
                 raise ValueError(
-                    "`TrulySparse` cannot run with DynamicSparseTraining(grow='momentum'): momentum growth needs "
-                    "the dense gradient at every step; use grow='gradient' or 'random', or drop TrulySparse."
+                    f"`TrulySparse` cannot run with {type(provider).__name__} reading dense gradients at every step "
+                    "(DynamicSparseTraining(grow='momentum')): momentum growth needs the dense gradient at every "
+                    "step; use grow='gradient' or 'random', or drop TrulySparse."
                 )
-        if self._dsts:
-            targets = set().union(*(d.target_densities for d in self._dsts))
+        if self._providers:
+            targets = set().union(*(p.sparse_names for p in self._providers))
             if not targets.intersection(self._candidates):
                 raise ValueError(
-                    "`TrulySparse` candidates and the DynamicSparseTraining targets do not overlap: no masked "
+                    "`TrulySparse` candidates and the mask providers' parameters do not overlap: no masked "
                     f"nn.Linear weight to convert (candidates: {_preview(self._candidates)}; "
-                    f"DST targets: {_preview(sorted(targets))})."
+                    f"masked: {_preview(sorted(targets))})."
                 )
 
     # ------------------------------------------------------------------ masks
     def _fit_masks(self, pl_module: LightningModule) -> dict[str, Tensor]:
-        """The masks of the candidates during fit: DST's, else fixed once from the weights' zeros."""
-        if self._dsts:
+        """The masks of the candidates during fit: the providers', else fixed once from the weights' zeros."""
+        if self._providers:
             masks: dict[str, Tensor] = {}
-            for dst in self._dsts:
-                masks.update({n: m for n, m in dst.masks.items() if n in self._candidates})
+            for provider in self._providers:
+                masks.update({n: m for n, m in provider.masks.items() if n in self._candidates})
             return masks
         if self._static_masks is None:
             params = dict(pl_module.named_parameters())
@@ -264,15 +274,15 @@ class TrulySparse(Callback):
         return self._static_masks
 
     def _eval_masks(self, pl_module: LightningModule) -> dict[str, Tensor]:
-        masks = dict(self._fit_masks(pl_module)) if any(d.masks for d in self._dsts) else {}
+        masks = dict(self._fit_masks(pl_module)) if any(p.masks for p in self._providers) else {}
         params = dict(pl_module.named_parameters())
         for n in self._candidates:
             if n not in masks and n in params:
                 masks[n] = params[n].detach() != 0
         return masks
 
-    def _due(self, trainer: Trainer) -> bool:
-        return any(d.will_update(trainer.global_step) for d in self._dsts)
+    def _due(self, trainer: Trainer, next_batch: bool) -> bool:
+        return any(p.needs_dense_gradients(trainer, next_batch=next_batch) for p in self._providers)
 
     # ------------------------------------------------------------------ the training loop
     @override
@@ -288,7 +298,7 @@ class TrulySparse(Callback):
 
     @override
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        if self._due(trainer):  # DST updates at the end of this accumulation window: dense gradients
+        if self._due(trainer, next_batch=False):  # DST updates at the end of this accumulation window: dense gradients
             if self._held:
                 self._release(trainer, pl_module, list(self._held), trainer.optimizers)
             self._pending_convert = True
@@ -303,7 +313,7 @@ class TrulySparse(Callback):
             self._pending_log = {}
 
     def _sync(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not self._pending_convert or self._due(trainer):
+        if not self._pending_convert or self._due(trainer, next_batch=True):
             return
         self._pending_convert = False
         masks = self._fit_masks(pl_module)
@@ -370,22 +380,18 @@ class TrulySparse(Callback):
             linear = pl_module.get_submodule(module_name)
             weight = linear.weight
             mask = mask.to(weight.device)
-            sparse = SparseLinear.from_dense(linear, mask, backend=self.backend)
-            sparse.values.requires_grad_(weight.requires_grad)
-            if linear.bias is not None:
-                sparse.bias = linear.bias  # the same Parameter object: optimizer and DDP state stay valid
-            sparse.train(linear.training)
+            sparse = linear_to_sparse(linear, mask, backend=self.backend)
             for opt in optimizers:
                 replace_optimizer_param(opt, weight, sparse.values, mask)
-            weight.data = weight.data.new_empty(0)  # free the dense storage; the object stays for DST
+            weight.data = weight.data.new_empty(0)  # free the dense storage; the object stays for the provider
             weight.grad = None
-            _set_submodule(pl_module, module_name, sparse)
+            set_submodule(pl_module, module_name, sparse)
             self._held[name] = _Held(module_name, linear, sparse)
             converted.append(name)
         if not converted:
             return converted
-        for dst in self._dsts:
-            dst.hold([n for n in converted if n in dst.target_densities])
+        for provider in self._providers:
+            provider.hold([n for n in converted if n in provider.sparse_names])
         self._rewrap_ddp(trainer, pl_module)
         if log:
             self._conversions += 1
@@ -398,15 +404,12 @@ class TrulySparse(Callback):
             held = self._held.pop(name)
             linear, sparse = held.linear, held.sparse
             mask = sparse.mask()
-            with torch.no_grad():
-                linear.weight.data = sparse.dense_weight()  # zeros outside the mask
-            linear.weight.grad = None
-            linear.train(sparse.training)
+            sparse_to_linear(sparse, linear)  # the original objects, zeros outside the mask
             for opt in optimizers:
                 replace_optimizer_param(opt, sparse.values, linear.weight, mask)
-            _set_submodule(pl_module, held.module_name, linear)
-        for dst in self._dsts:
-            dst.release(names)
+            set_submodule(pl_module, held.module_name, linear)
+        for provider in self._providers:
+            provider.release(names)
         self._rewrap_ddp(trainer, pl_module)
         if not self._held:
             self._restore_ddp_ignore(pl_module)
@@ -497,11 +500,6 @@ class TrulySparse(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict.get("masks"):
             self._loaded = dict(state_dict)
-
-
-def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, child, module)
 
 
 def _fmt_bytes(n: int) -> str:

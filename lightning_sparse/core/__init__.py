@@ -16,6 +16,7 @@ from .criteria import (
 )
 from .distributions import DISTRIBUTIONS, density_counts, group_counts, layer_densities, mapped_densities, raw_scale
 from .init import WEIGHT_INITS, sparse_fans, sparse_init_
+from .methods import METHOD_PRESETS, MethodPreset, register_method
 from .masks import MaskSet, density, mask_checksum, pack_mask, unpack_mask
 from .optim_state import reset_optimizer_state
 from .schedules import SCHEDULES, Schedule, schedule_value
@@ -30,7 +31,29 @@ from .topology import (
     select_topk_groups,
 )
 
+from .updates import (
+    drop_counts,
+    gradual_prune_masks,
+    grow_score,
+    initial_mask,
+    interpolate_densities,
+    prune_and_grow_target,
+    prune_score,
+    update_moving_average_,
+)
+
 __all__ = [
+    "METHOD_PRESETS",
+    "MethodPreset",
+    "register_method",
+    "drop_counts",
+    "gradual_prune_masks",
+    "grow_score",
+    "initial_mask",
+    "interpolate_densities",
+    "prune_and_grow_target",
+    "prune_score",
+    "update_moving_average_",
     "DISTRIBUTIONS",
     "GRANULARITIES",
     "GROW_CRITERIA",

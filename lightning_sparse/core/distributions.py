@@ -115,7 +115,8 @@ def mapped_densities(names: Sequence[str], sparsities: Mapping[str, float]) -> d
     must be covered.
 
     Raises:
-        ValueError: a sparsity outside ``[0, 1)`` or a layer the mapping does not cover.
+        ValueError: a sparsity outside ``[0, 1)``, a layer the mapping does not cover, or a key
+            that matches no layer (a typo would otherwise fall back to another key silently).
     """
     for key, value in sparsities.items():
         if not 0.0 <= float(value) < 1.0:
@@ -132,6 +133,12 @@ def mapped_densities(names: Sequence[str], sparsities: Mapping[str, float]) -> d
                 "Add the name or a glob such as '*'."
             )
         out[name] = 1.0 - float(sparsities[match])
+    unused = [k for k in sparsities if k not in names and not any(fnmatch.fnmatchcase(n, k) for n in names)]
+    if unused:
+        raise ValueError(
+            f"`distribution` keys {unused} match no sparsified parameter; the parameters are: "
+            f"{list(names)[:8]}{' ...' if len(names) > 8 else ''}."
+        )
     return out
 
 

@@ -13,7 +13,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+# optimizer state entries whose untouched value is not zero (Adagrad's accumulator)
 _FRESH_VALUE_KEYS = {"sum": "initial_accumulator_value"}
+
+
+def fresh_state_value(key: str, group: dict | None) -> float:
+    """The value a state entry ``key`` has before any step: Adagrad's ``sum`` starts at the
+    group's ``initial_accumulator_value``, every other entry at 0.
+
+    Examples:
+        >>> fresh_state_value("sum", {"initial_accumulator_value": 0.1}), fresh_state_value("exp_avg", {})
+        (0.1, 0.0)
+    """
+    return float((group or {}).get(_FRESH_VALUE_KEYS[key], 0.0)) if key in _FRESH_VALUE_KEYS else 0.0
 
 
 @torch.no_grad()
@@ -38,7 +50,6 @@ def reset_optimizer_state(optimizer: torch.optim.Optimizer, param: Tensor, chang
     reset = []
     for key, value in state.items():
         if torch.is_tensor(value) and value.dim() > 0 and value.shape == param.shape:
-            fresh = float(group.get(_FRESH_VALUE_KEYS[key], 0.0)) if key in _FRESH_VALUE_KEYS else 0.0
-            value.masked_fill_(changed.to(value.device), fresh)
+            value.masked_fill_(changed.to(value.device), fresh_state_value(key, group))
             reset.append(key)
     return reset

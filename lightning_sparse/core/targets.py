@@ -104,6 +104,7 @@ def find_targets(
     granularity: str = "element",
     allowed_regions: Mapping[str, Tensor] | None = None,
     module_types: tuple[type[nn.Module], ...] = DEFAULT_MODULE_TYPES,
+    include_frozen: bool = False,
 ) -> list[SparseTarget]:
     """Resolve which parameters of ``module`` are sparsified.
 
@@ -112,8 +113,9 @@ def find_targets(
 
     Args:
         module: the model.
-        include: ``fnmatch`` globs on qualified parameter names; when given, exactly the matching
-            parameters are sparse (each glob must match at least one parameter).
+        include: ``fnmatch`` globs on qualified parameter names (a single string is one glob);
+            when given, exactly the matching parameters are sparse (each glob must match at
+            least one parameter).
         exclude: globs removed from the selection (e.g. ``["*fc.weight"]`` for a dense head).
         granularity: ``"element"`` or ``"kernel"`` (one mask bit per (out, in) conv kernel).
         allowed_regions: qualified name -> region of positions that may be active, of the
@@ -122,6 +124,9 @@ def find_targets(
             granularity a kernel is allowed if any of its elements is, and all of its allowed
             elements must carry the same label.
         module_types: module classes whose ``weight`` is sparse by default.
+        include_frozen: also sparsify parameters with ``requires_grad=False`` (a frozen
+            backbone). By default they stay dense: they never get a gradient, so a method that
+            regrows by gradient could only ever remove their weights.
 
     Returns:
         The targets, in ``named_parameters`` order.
@@ -142,16 +147,19 @@ def find_targets(
     """
     if granularity not in GRANULARITIES:
         raise ValueError(f"`granularity` must be one of {GRANULARITIES}, got {granularity!r}.")
-    params = dict(module.named_parameters())
+    include = [include] if isinstance(include, str) else include  # one string is one pattern
+    exclude = [exclude] if isinstance(exclude, str) else exclude
+    all_params = dict(module.named_parameters())
+    params = all_params if include_frozen else {n: p for n, p in all_params.items() if p.requires_grad}
     if include is not None:
-        if isinstance(include, str):
-            raise ValueError(f"`include` must be a list of glob patterns, got the string {include!r}.")
         selected: set[str] = set()
         for pattern in include:
             hits = {n for n in params if fnmatch.fnmatchcase(n, pattern)}
             if not hits:
+                frozen = [n for n in all_params if n not in params and fnmatch.fnmatchcase(n, pattern)]
+                why = f" that trains (only frozen ones: {_preview(frozen)}; pass include_frozen=True)" if frozen else ""
                 raise ValueError(
-                    f"`include` pattern {pattern!r} matches no parameter. "
+                    f"`include` pattern {pattern!r} matches no parameter{why}. "
                     f"Parameter names look like: {_preview(params)}."
                 )
             selected |= hits

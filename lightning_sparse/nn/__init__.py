@@ -6,8 +6,11 @@ arXiv:2407.17437).
 
 from lightning_sparse.nn.convert import (
     convert_param_state,
+    linear_to_sparse,
     memory_report,
     replace_optimizer_param,
+    set_submodule,
+    sparse_to_linear,
     to_masked,
     to_truly_sparse,
 )
@@ -17,8 +20,11 @@ __all__ = [
     "SparseLinear",
     "convert_param_state",
     "csr_structure",
+    "linear_to_sparse",
     "memory_report",
     "replace_optimizer_param",
+    "set_submodule",
+    "sparse_to_linear",
     "to_masked",
     "to_truly_sparse",
     "transpose_structure",

@@ -19,12 +19,19 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
+from lightning_sparse.core.optim_state import fresh_state_value
 from lightning_sparse.nn.sparse_linear import SparseLinear
 
-__all__ = ["convert_param_state", "memory_report", "replace_optimizer_param", "to_masked", "to_truly_sparse"]
-
-# optimizer state entries whose untouched value is not zero (Adagrad's accumulator)
-_FRESH_VALUE_KEYS = {"sum": "initial_accumulator_value"}
+__all__ = [
+    "convert_param_state",
+    "linear_to_sparse",
+    "memory_report",
+    "replace_optimizer_param",
+    "set_submodule",
+    "sparse_to_linear",
+    "to_masked",
+    "to_truly_sparse",
+]
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -32,13 +39,50 @@ def _split(name: str) -> tuple[str, str]:
     return parent, child
 
 
-def _replace(module: nn.Module, name: str, new: nn.Module) -> None:
+def set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` at the qualified submodule ``name`` of ``root`` (in place)."""
     parent_name, child = _split(name)
-    setattr(module.get_submodule(parent_name), child, new)
+    setattr(root.get_submodule(parent_name), child, new)
+
+
+
+def linear_to_sparse(linear: nn.Linear, mask: Tensor, backend: str = "auto") -> SparseLinear:
+    """One masked ``nn.Linear`` as a :class:`SparseLinear` (weights outside ``mask`` dropped).
+
+    The bias ``Parameter`` object moves to the new layer (optimizers and DDP keep their
+    reference); the weight's ``requires_grad`` and the training mode carry over.
+    """
+    sparse = SparseLinear.from_dense(linear, mask.to(linear.weight.device), backend=backend)
+    sparse.values.requires_grad_(linear.weight.requires_grad)
+    if linear.bias is not None:
+        sparse.bias = linear.bias  # the same Parameter: optimizers keep their reference
+    sparse.train(linear.training)
+    return sparse
+
+
+@torch.no_grad()
+def sparse_to_linear(sparse: SparseLinear, linear: nn.Linear | None = None) -> nn.Linear:
+    """The dense ``nn.Linear`` of a :class:`SparseLinear` (zeros outside its pattern).
+
+    With ``linear`` (the module the layer was converted from), that module and its weight
+    ``Parameter`` object come back with the current values, so every reference to them (an
+    optimizer, a mask-holding callback) stays valid; otherwise a new ``nn.Linear`` is built. The
+    bias ``Parameter`` object moves back.
+    """
+    if linear is None:
+        linear = sparse.to_dense()
+        linear.weight.requires_grad_(sparse.values.requires_grad)
+    else:
+        linear.weight.data = sparse.dense_weight()
+        linear.weight.grad = None
+    if sparse.bias is not None:
+        linear.bias = sparse.bias
+    linear.train(sparse.training)
+    return linear
 
 
 def to_truly_sparse(
-    module: nn.Module, masks: Mapping[str, Tensor], max_density: float = 1.0
+    module: nn.Module, masks: Mapping[str, Tensor], max_density: float = 1.0, backend: str = "auto"
 ) -> list[str]:
     """Replace masked ``nn.Linear`` submodules by :class:`SparseLinear`, in place.
 
@@ -54,6 +98,7 @@ def to_truly_sparse(
         masks: qualified weight name -> bool mask of the weight's shape.
         max_density: only layers with ``mask.sum() / mask.numel() <= max_density`` are
             converted (truly sparse layers are only faster at low density).
+        backend: kernel choice of the new layers (see :class:`SparseLinear`).
 
     Returns:
         The weight names of the converted layers, in ``masks`` order.
@@ -104,12 +149,7 @@ def to_truly_sparse(
         density = int(mask.sum()) / max(1, mask.numel())
         if density > max_density:
             continue
-        sparse = SparseLinear.from_dense(layer, mask)
-        sparse.values.requires_grad_(layer.weight.requires_grad)
-        if layer.bias is not None:
-            sparse.bias = layer.bias  # the same Parameter: optimizers keep their reference
-        sparse.train(layer.training)
-        _replace(module, layer_name, sparse)
+        set_submodule(module, layer_name, linear_to_sparse(layer, mask, backend))
         converted.append(weight_name)
     return converted
 
@@ -152,13 +192,8 @@ def to_masked(module: nn.Module) -> dict[str, Tensor]:
     sparse_layers = [(n, m) for n, m in module.named_modules() if isinstance(m, SparseLinear)]
     masks: dict[str, Tensor] = {}
     for name, layer in sparse_layers:
-        dense = layer.to_dense()
-        dense.weight.requires_grad_(layer.values.requires_grad)
-        if layer.bias is not None:
-            dense.bias = layer.bias  # the same Parameter: optimizers keep their reference
-        dense.train(layer.training)
         masks[f"{name}.weight"] = layer.mask()
-        _replace(module, name, dense)
+        set_submodule(module, name, sparse_to_linear(layer))
     return masks
 
 
@@ -262,8 +297,7 @@ def convert_param_state(
         if torch.is_tensor(value) and value.dim() > 0 and tuple(value.shape) == tuple(shape):
             mask_d = mask.to(value.device)
             if to_dense:
-                fill = float((group or {}).get(_FRESH_VALUE_KEYS[key], 0.0)) if key in _FRESH_VALUE_KEYS else 0.0
-                dense = value.new_full(mask.shape, fill)
+                dense = value.new_full(mask.shape, fresh_state_value(key, group))
                 dense[mask_d] = value
                 value = dense
             else:

@@ -371,47 +371,6 @@ class SparseLinear(nn.Module):
         mask[self.row_indices, self.col_indices] = True
         return mask
 
-    def set_pattern(self, mask: Tensor, values: Optional[Tensor] = None) -> Tensor:
-        """Rebuild the structure after a topology change (e.g. a DST prune-and-grow step).
-
-        Kept positions keep their values, new positions start at zero (or take ``values``).
-        The ``values`` parameter object is kept (so optimizer ``param_groups`` stay valid) but
-        its length changes: per-parameter optimizer state (momentum, Adam moments) no longer
-        matches and must be remapped or reset by the caller, e.g. with the returned index map
-        ``new_state = where(old_index >= 0, old_state[old_index.clamp(min=0)], 0)``.
-
-        Args:
-            mask: new bool pattern ``(out_features, in_features)``.
-            values: optional new non-zeros in CSR order, shape ``(mask.sum(),)``.
-
-        Returns:
-            int64 tensor ``(new_nnz,)``: for each new non-zero, its index in the old ``values``,
-            or ``-1`` if the position is new.
-
-        Raises:
-            ValueError: if ``mask`` or ``values`` has the wrong dtype or shape.
-        """
-        _check_mask(mask, self.out_features, self.in_features)
-        mask = mask.to(self.values.device)
-        old_index_dense = torch.full(
-            (self.out_features, self.in_features), -1, dtype=torch.int64, device=mask.device
-        )
-        old_index_dense[self.row_indices, self.col_indices] = torch.arange(
-            self.nnz, device=mask.device
-        )
-        old_values = self.values.detach()
-        self._set_structure(mask)
-        old_index = old_index_dense[self.row_indices, self.col_indices]
-        if values is None:
-            kept = old_index >= 0
-            values = old_values.new_zeros(self.nnz)
-            values[kept] = old_values[old_index[kept]]
-        else:
-            self._check_values(values)
-        self.values.data = values.detach().to(self.values.device, self.values.dtype).clone()
-        self.values.grad = None
-        return old_index
-
     def _set_structure(self, mask: Tensor) -> None:
         _check_mask(mask, self.out_features, self.in_features)
         crow, col, row = csr_structure(mask)

@@ -18,7 +18,7 @@ class Dump(Callback):
 
     def on_train_end(self, trainer, pl_module):
         torch.save(
-            {"masks": self.dst.masks, "updates": self.dst._num_updates, "ever": self.dst.exploration_rate,
+            {"masks": self.dst.masks, "updates": self.dst.num_updates, "ever": self.dst.exploration_rate,
              "weights": {k: v.clone() for k, v in pl_module.state_dict().items()}},
             self.out / f"rank{trainer.global_rank}.pt",
         )

@@ -24,7 +24,7 @@ class Record(Callback):
 
     def on_fit_end(self, trainer, pl_module):
         torch.save(
-            {"masks": self.dst.masks, "updates": self.dst._num_updates, "flags": self.flags,
+            {"masks": self.dst.masks, "updates": self.dst.num_updates, "flags": self.flags,
              "ignored": sorted(self.ignored), "weights": {k: v.clone() for k, v in pl_module.state_dict().items()}},
             self.out / f"{self.mode}_rank{trainer.global_rank}.pt",
         )

@@ -39,8 +39,8 @@ class ContractSpy(Callback):
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         params = dict(pl_module.named_parameters())
         masks = {n: m.clone() for n, m in self.dst.masks.items()}
-        if self.dst._num_updates != self._n_updates:
-            self._n_updates = self.dst._num_updates
+        if self.dst.num_updates != self._n_updates:
+            self._n_updates = self.dst.num_updates
             self.update_steps.append(trainer.global_step)
             self.update_batches.append(self.batch_idx)
         for n, m in masks.items():
@@ -62,7 +62,7 @@ class ContractSpy(Callback):
         for n, m in self.dst.masks.items():
             assert torch.all(params[n][~m] == 0), f"{n} has nonzeros outside its mask"
             if self.dst.method != "granet":
-                assert self.dst._maskset.active(n) == self.dst._final_counts[n], f"count of {n} drifted"
+                assert self.dst.active_counts[n] == self.dst.target_counts[n], f"count of {n} drifted"
         self.checked_steps += 1
 
 
@@ -108,7 +108,7 @@ def test_rigl_drop_fraction_decays_with_cosine_and_stops_at_75_percent(tmp_path)
     spy = ContractSpy(dst)
     trainer(tmp_path, [dst, spy], max_steps=100).fit(TinyNet())
     assert spy.update_steps == [10, 20, 30, 40, 50, 60, 70]
-    assert dst._drop(10) == pytest.approx(0.15 * (1 + torch.cos(torch.tensor(torch.pi * 10 / 75)).item()))
+    assert dst.drop_fraction_at(10) == pytest.approx(0.15 * (1 + torch.cos(torch.tensor(torch.pi * 10 / 75)).item()))
 
 
 def test_updates_count_optimizer_steps_under_gradient_accumulation(tmp_path):
@@ -129,7 +129,7 @@ def test_update_is_skipped_on_non_finite_gradients_with_grad_scaler(tmp_path):
     trainer(tmp_path, [dst, spy], max_steps=16, plugins=[plugin]).fit(model)
     assert spy.update_steps == [4, 12]  # the update due at step 8 was skipped
     assert 8 not in spy.changed_steps
-    assert dst._skipped_updates == 1
+    assert dst.skipped_updates == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -146,7 +146,7 @@ def test_update_is_skipped_on_non_finite_gradients_in_full_precision(tmp_path):
                 before = {n: m.clone() for n, m in dst.masks.items()}
 
     trainer(tmp_path, [dst, spy, Snapshot()], max_steps=5).fit(TinyNet(inf_at_step=4))
-    assert spy.update_steps == [] and dst._skipped_updates == 1
+    assert spy.update_steps == [] and dst.skipped_updates == 1
     assert all(torch.equal(before[n], m) for n, m in dst.masks.items())
 
 
@@ -183,7 +183,7 @@ def test_exact_resume_from_mid_training_checkpoint(tmp_path, method, kwargs):
     # restarts a non-stateful dataloader at its epoch start, so mid-epoch resumes replay other batches
     ckpt = next((tmp_path / "first").glob("*step=16*.ckpt"))
     model, dst = _fit(tmp_path / "resumed", 32, ckpt_path=str(ckpt), method=method, **kwargs)
-    assert dst._num_updates == full_dst._num_updates
+    assert dst.num_updates == full_dst.num_updates
     for n in full_dst.masks:
         assert torch.equal(dst.masks[n], full_dst.masks[n]), n
     for (n, a), (_, b) in zip(full_model.state_dict().items(), model.state_dict().items()):
@@ -218,7 +218,7 @@ def test_allowed_regions_are_never_left(tmp_path):
                                 stop_step=1.0, allowed_regions={"net.0.weight": region}, summary=False)
     trainer(tmp_path, [dst, ContractSpy(dst)], max_steps=12).fit(TinyNet())
     assert not (dst.masks["net.0.weight"] & ~region).any()
-    assert not (dst._maskset.ever["net.0.weight"] & ~region).any()
+    assert not (dst.ever_active["net.0.weight"] & ~region).any()
 
 
 def test_explicit_distribution_mapping(tmp_path):

@@ -33,7 +33,7 @@ def test_rigl_update_on_every_model(name, tmp_path):
     dst = DynamicSparseTraining(method="rigl", sparsity=0.5, update_interval=1, stop_step=2, summary=False)
     Trainer(default_root_dir=tmp_path, max_steps=2, logger=False, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, callbacks=[dst]).fit(module)
-    assert dst._num_updates == 1
+    assert dst.num_updates == 1
     assert dst.global_density == pytest.approx(0.5, abs=0.01)
     params = dict(module.named_parameters())
     assert all(not params[n][~m].any() for n, m in dst.masks.items())

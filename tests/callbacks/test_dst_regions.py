@@ -92,15 +92,15 @@ def test_dsn_settings_keep_every_group_exact_and_inside_its_region(tmp_path):
     assert spy.checked == 40
     # updates every epoch (4 steps) strictly before 80% of training (step 32); each one changed masks
     assert spy.changed_steps == [4, 8, 12, 16, 20, 24, 28]
-    assert dst._interval == 4 and dst.allowed_regions == "model"
+    assert dst.interval == 4 and dst.allowed_regions == "model"
     assert set(dst.masks) == set(CONVS)
     labels = model.allowed_regions()
     for n in CONVS:
         capacities = {g: int((labels[n] == g).sum()) for g in (1, 2, 3)}
-        assert spy.counts[n] == group_counts(dst._final_counts[n], capacities)  # shared by size
-        assert dst._final_counts[n] == sum(spy.counts[n].values())
+        assert spy.counts[n] == group_counts(dst.target_counts[n], capacities)  # shared by size
+        assert dst.target_counts[n] == sum(spy.counts[n].values())
     # 20% of each region: 14.4 -> 14 and 57.6 -> 58 units (largest remainder, global budget 72)
-    assert [dst._final_counts[n] for n in CONVS] == [14, 58]
+    assert [dst.target_counts[n] for n in CONVS] == [14, 58]
     assert dst.region_densities == pytest.approx({CONVS[0]: 14 / 72, CONVS[1]: 58 / 288})
     assert dst.region_density == 0.2 and float(t.callback_metrics["sparsity/region_density"]) == pytest.approx(0.2)
     assert dst.target_densities == pytest.approx({CONVS[0]: 0.2 * 72 / 108, CONVS[1]: 0.2 * 288 / 432})
@@ -112,10 +112,10 @@ def test_density_within_regions_is_exact_per_layer(tmp_path):
     model = task(width=5)  # regions of 5*1*(3+6+9) = 90 and 5*5*18 = 450 units: 20% is 18 and 90
     dst = DynamicSparseTraining(**{**DSN_SETTINGS, "init_mask": "random"})
     trainer(tmp_path, [dst], max_epochs=1).fit(model, loader())
-    assert [dst._maskset.active(n) for n in CONVS] == [18, 90]
+    assert [dst.active_counts[n] for n in CONVS] == [18, 90]
     plain = DynamicSparseTraining(**{**DSN_SETTINGS, "density_within_regions": False, "sparsity": 1 - 0.2 * 2 / 3})
     trainer(tmp_path, [plain], max_epochs=1).fit(task(width=5), loader())
-    assert [plain._maskset.active(n) for n in CONVS] == [18, 90]  # the same, converted by hand
+    assert [plain.active_counts[n] for n in CONVS] == [18, 90]  # the same, converted by hand
 
 
 def test_density_within_regions_with_a_mapping_and_bool_regions(tmp_path):
@@ -127,7 +127,7 @@ def test_density_within_regions_with_a_mapping_and_bool_regions(tmp_path):
         allowed_regions={"net.0.weight": region}, summary=False,
     )
     trainer(tmp_path, [dst], max_steps=2).fit(TinyNet())
-    assert dst._maskset.active("net.0.weight") == 32  # a quarter of the region, not of the weight
+    assert dst.active_counts["net.0.weight"] == 32  # a quarter of the region, not of the weight
     assert dst.densities["net.0.weight"] == pytest.approx(32 / 512)
 
 
@@ -159,7 +159,7 @@ def test_every_group_keeps_its_count_without_density_within_regions(tmp_path):
     spy = RegionSpy(dst)
     trainer(tmp_path, [dst, spy], max_epochs=3).fit(task(), loader())
     assert spy.checked == 12 and spy.changed_steps == [4]  # update at 4; stop 0.8 * 12 = step 9; 8 is not due
-    assert sum(dst._final_counts.values()) == round(0.1 * (108 + 432))
+    assert sum(dst.target_counts.values()) == round(0.1 * (108 + 432))
 
 
 def test_granet_inside_groups_prunes_to_the_region_target(tmp_path):
@@ -170,7 +170,7 @@ def test_granet_inside_groups_prunes_to_the_region_target(tmp_path):
     trainer(tmp_path, [dst], max_epochs=10).fit(task(), loader())
     labels = task().allowed_regions()
     # pruned from 50% to 20% of the regions (global magnitude pruning shares it among the layers)
-    assert sum(dst._maskset.active(n) for n in CONVS) == round(0.2 * (72 + 288))
+    assert sum(dst.active_counts[n] for n in CONVS) == round(0.2 * (72 + 288))
     for n in CONVS:
         assert not (dst.masks[n] & ~(labels[n] > 0)).any()
 
@@ -182,15 +182,15 @@ def test_update_interval_epochs_counts_optimizer_steps(tmp_path):
 
     class Watch(Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            self.n = dst._num_updates
+            self.n = dst.num_updates
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            if dst._num_updates != self.n:
+            if dst.num_updates != self.n:
                 changed.append(trainer.global_step)
 
     # 5 batches per epoch, 2 per optimizer step: ceil(5 / 2) = 3 steps per epoch, updates every 6
     trainer(tmp_path, [dst, Watch()], max_epochs=6, accumulate_grad_batches=2).fit(TinyNet(n=40))
-    assert dst._interval == 6
+    assert dst.interval == 6
     assert changed == [7, 13]  # the update before step 6 (12) is seen after it, at global_step 7 (13)
 
 
@@ -198,12 +198,12 @@ def test_model_regions_are_resolved_at_every_setup(tmp_path):
     seed_everything(0)
     dst = DynamicSparseTraining(**{**DSN_SETTINGS, "include": None})
     trainer(tmp_path, [dst], max_steps=1).fit(task(), loader())
-    first = {n: t.capacity for n, t in dst._targets.items()}
+    first = {n: t.capacity for n, t in dst.targets.items()}
     trainer(tmp_path, [dst], max_steps=1).fit(task(width=5), loader())
     assert dst.allowed_regions == "model"
-    assert dst._targets[CONVS[1]].capacity == 5 * 5 * 18 != first[CONVS[1]]
+    assert dst.targets[CONVS[1]].capacity == 5 * 5 * 18 != first[CONVS[1]]
     # without `include`, layers without a region (1x1 convolutions) are sparse over their whole weight
-    assert dst._targets["model.head_conv.weight"].allowed is None
+    assert dst.targets["model.head_conv.weight"].allowed is None
 
 
 def test_missing_model_regions_raise_before_training(tmp_path):
@@ -239,7 +239,7 @@ def test_exact_resume_with_groups(tmp_path):
         _fit(tmp_path / "first", save=True, crash=True)
     ckpt = next((tmp_path / "first").glob("*step=12*.ckpt"))  # end of epoch 2, before the update due at step 12
     model, dst = _fit(tmp_path / "resumed", ckpt_path=str(ckpt))
-    assert dst._num_updates == full_dst._num_updates > 0
+    assert dst.num_updates == full_dst.num_updates > 0
     for n in full_dst.masks:
         assert torch.equal(dst.masks[n], full_dst.masks[n]), n
     for (n, a), (_, b) in zip(full_model.state_dict().items(), model.state_dict().items()):

@@ -28,7 +28,7 @@ def test_dst_then_corrupted_evaluation_on_real_cifar10(tmp_path):
                       limit_val_batches=0, num_sanity_val_steps=0)
     trainer.fit(model, datamodule=dm)
     trainer.test(model, datamodule=dm, verbose=False)
-    assert dst._num_updates >= 2 and dst.global_density == pytest.approx(0.5, abs=0.01)
+    assert dst.num_updates >= 2 and dst.global_density == pytest.approx(0.5, abs=0.01)
     s = robust.summary
     assert set(s.accuracy) == {"gaussian_noise", "fog", "jpeg_compression"}
     assert all(set(per) == {1, 5} for per in s.accuracy.values())

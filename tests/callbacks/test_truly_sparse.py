@@ -182,7 +182,7 @@ def test_topology_updates_match_dst_alone(tmp_path, method, accumulate):
     kwargs = dict(method=method, max_steps=13, accumulate_grad_batches=accumulate, model_kwargs={"n": 256})
     masked, dst, _, _, _ = _fit(tmp_path / "masked", False, **kwargs)
     sparse, dst_ts, ts, spy, _ = _fit(tmp_path / "sparse", True, ts_kwargs={"max_density": 0.3}, **kwargs)
-    assert dst_ts._num_updates == dst._num_updates == 3  # steps 4, 8, 12
+    assert dst_ts.num_updates == dst.num_updates == 3  # steps 4, 8, 12
     for name in dst.masks:
         assert torch.equal(dst_ts.masks[name], dst.masks[name]), name
     _assert_same(masked, sparse)
@@ -231,7 +231,7 @@ def test_checkpoint_is_dense_and_resume_is_exact(tmp_path):
             mask = unpack_mask(dst_state["masks"][name], dst_state["shapes"][name])
             assert torch.all(p[~mask] == 0) and torch.all(buf[~mask] == 0), name
     resumed, resumed_dst = run(tmp_path / "resumed", 32, ckpt_path=str(path))
-    assert resumed_dst._num_updates == full_dst._num_updates
+    assert resumed_dst.num_updates == full_dst.num_updates
     for name in full_dst.masks:
         assert torch.equal(resumed_dst.masks[name], full_dst.masks[name]), name
     for (name, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):

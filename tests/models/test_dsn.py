@@ -146,7 +146,7 @@ class CheckRegions(Callback):
             assert not (masks[name] & ~region).any(), f"{name}: active outside its region"
             assert not params[name][~region].any(), f"{name}: nonzero weight outside its region"
         for name, mask in masks.items():
-            assert int(mask.sum()) == self.dst._final_counts[name], f"{name}: count changed"
+            assert int(mask.sum()) == self.dst.target_counts[name], f"{name}: count changed"
             assert not params[name][~mask].any()
         self.seen_masks.append({n: m.clone() for n, m in masks.items()})
 
@@ -165,7 +165,7 @@ def test_dst_stays_inside_the_regions(tmp_path):
         default_root_dir=tmp_path, max_steps=8, accelerator="cpu", logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, callbacks=[dst, check],
     ).fit(task, DataLoader(data, batch_size=4))
-    assert dst._num_updates >= 3
+    assert dst.num_updates >= 3
     first, last = check.seen_masks[0], check.seen_masks[-1]
     assert any(not torch.equal(first[n], last[n]) for n in regions), "the topology never changed"
     assert dst.global_density == pytest.approx(0.2, abs=0.01)

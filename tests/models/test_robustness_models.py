@@ -195,7 +195,7 @@ def test_rigl_fit_sparsifies_every_conv(tmp_path, name, kwargs, sample, conv_typ
     convs = {f"model.{n}.weight" for n, m in task.model.named_modules() if isinstance(m, conv_type)}
     assert convs and convs <= set(dst.masks)  # every conv weight is a sparse target
     assert not any(n.endswith(".bias") or ".bn" in n for n in dst.masks)
-    assert dst._num_updates == 1  # a RigL prune-and-grow at step 1
+    assert dst.num_updates == 1  # a RigL prune-and-grow at step 1
     assert dst.global_density == pytest.approx(0.5, abs=0.01)
     params = dict(task.named_parameters())
     for n, mask in dst.masks.items():

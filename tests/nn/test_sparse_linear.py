@@ -139,33 +139,6 @@ def test_sgd_momentum_matches_masked_dense(nesterov: bool, backend: str) -> None
     torch.testing.assert_close(layer.bias, dense.bias, rtol=1e-5, atol=1e-5)
 
 
-def test_set_pattern_keeps_values_and_zeros_new() -> None:
-    dense, mask, layer = _dense_and_sparse(12, 7, 0.4)
-    param = layer.values
-    gen = torch.Generator().manual_seed(3)
-    new_mask = mask & (torch.rand(mask.shape, generator=gen) < 0.7)  # prune some
-    grown = ~mask & (torch.rand(mask.shape, generator=gen) < 0.2)  # grow some
-    new_mask |= grown
-    old_index = layer.set_pattern(new_mask)
-    assert layer.values is param  # optimizer param_groups stay valid
-    assert layer.nnz == int(new_mask.sum()) == old_index.numel()
-    weight = layer.to_dense().weight
-    kept = mask & new_mask
-    assert torch.equal(weight[kept], dense.weight.detach()[kept])
-    assert torch.equal(weight[grown], torch.zeros(int(grown.sum())))
-    assert torch.equal(weight[~new_mask], torch.zeros(int((~new_mask).sum())))
-    assert int((old_index >= 0).sum()) == int(kept.sum())
-    # The new structure still computes the masked dense layer, backward included.
-    x = torch.randn(3, 12, requires_grad=True)
-    x_ref = x.detach().clone().requires_grad_(True)
-    layer(x).sum().backward()
-    F.linear(x_ref, weight, dense.bias).sum().backward()
-    torch.testing.assert_close(x.grad, x_ref.grad)
-    # Explicit values are taken as given.
-    layer.set_pattern(mask, values=torch.arange(int(mask.sum()), dtype=torch.float32))
-    assert torch.equal(layer.to_dense().weight[mask], torch.arange(int(mask.sum()), dtype=torch.float32))
-
-
 @pytest.mark.parametrize(
     ("mask", "match"),
     [
@@ -176,15 +149,12 @@ def test_set_pattern_keeps_values_and_zeros_new() -> None:
 def test_bad_mask_raises(mask: torch.Tensor, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         SparseLinear.from_dense(nn.Linear(7, 4), mask)
-    layer = SparseLinear.from_dense(nn.Linear(7, 4), torch.ones(4, 7, dtype=torch.bool))
-    with pytest.raises(ValueError, match=match):
-        layer.set_pattern(mask)
 
 
 def test_bad_values_and_input_raise() -> None:
     layer = SparseLinear.from_dense(nn.Linear(7, 4), torch.ones(4, 7, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"`values`.*\(28,\).*\(3,\)"):
-        layer.set_pattern(torch.ones(4, 7, dtype=torch.bool), values=torch.zeros(3))
+        SparseLinear(7, 4, torch.ones(4, 7, dtype=torch.bool), values=torch.zeros(3))
     with pytest.raises(ValueError, match=r"`x`.*in_features=7"):
         layer(torch.zeros(2, 6))
 

@@ -1,0 +1,643 @@
+"""The mask-holding base: what every callback that keeps parameters sparse shares.
+
+:class:`SparseMaskCallback` resolves the sparsified parameters (targets), draws and keeps their
+masks, enforces the sparse-training contract around every optimizer step, checkpoints its state,
+checks the masks across DDP ranks, logs ``sparsity/*`` and shows a summary table. A subclass
+only decides *when* the masks change (:meth:`should_update`) and *which* positions change
+(:meth:`compute_masks`); the algorithms themselves are pure functions in
+:mod:`lightning_sparse.core`. This is the pattern of Lightning's ``WeightAveraging`` and
+``EMAWeightAveraging``.
+
+The contract (``docs/dst.md``): parameters hold exact zeros outside their masks after every
+optimizer step (a step-post hook, so a step the grad scaler skips leaves nothing to fix);
+inactive gradients are zeroed in ``on_before_optimizer_step`` after the scores are read; a
+topology update zeros pruned and grown positions and resets every parameter-shaped optimizer
+state there; it is skipped when the step's gradients are not finite.
+
+Training steps: an update is decided once per *training step* and applied to every optimizer
+that steps in it. With automatic optimization a training step is an optimizer step
+(``trainer.global_step``, so gradient accumulation does not move updates); with manual
+optimization it is a training batch, whatever number of optimizers step in it (several
+optimizers advance ``global_step`` several times per batch). Schedules are sized in these steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor
+from typing_extensions import override
+
+from lightning_sparse._validation import check_bool, check_choice, check_int, check_number, check_patterns
+from lightning_sparse.callbacks._summary import SummaryRow, render_sparsity_table
+from lightning_sparse.core import (
+    DISTRIBUTIONS,
+    GRANULARITIES,
+    INIT_MASKS,
+    WEIGHT_INITS,
+    MaskSet,
+    SparseTarget,
+    density_counts,
+    find_targets,
+    layer_densities,
+    mapped_densities,
+    reset_optimizer_state,
+    sparse_init_,
+)
+from lightning_sparse.core.updates import initial_mask
+
+__all__ = ["SparseMaskCallback"]
+
+REGION_SOURCES = ("model",)
+
+
+class SparseMaskCallback(Callback):
+    """Base of the callbacks that hold masks (see the module docstring); satisfies
+    :class:`~lightning_sparse.callbacks.MaskProvider`.
+
+    Args:
+        sparsity: target share of zeros over the sparsified parameters, in ``[0, 1)``.
+        distribution: ``"uniform"``, ``"er"``, ``"erk"``, or a mapping ``{name or glob: sparsity}``
+            (every key must match a sparsified parameter).
+        include: glob(s) of parameter names to sparsify (default: Linear and ConvNd weights); a
+            single string is one glob.
+        exclude: glob(s) of parameter names to keep dense.
+        include_frozen: also sparsify parameters with ``requires_grad=False`` (left dense by
+            default: they never get a gradient, so they could only lose weights).
+        granularity: ``"element"`` or ``"kernel"`` (one bit per conv kernel).
+        allowed_regions: name -> region of positions that may ever be active (bool tensor, or int
+            tensor of group labels, see :mod:`lightning_sparse.core.targets`), or ``"model"``: the
+            LightningModule's ``allowed_regions()``, called at every ``setup``.
+        density_within_regions: measure ``sparsity`` inside the allowed regions (DSN's definition).
+        init_mask: ``"random"`` or ``"leftmost"`` (first kernel taps first; element granularity).
+        erk_power_scale: exponent on the ER/ERK scale.
+        seed: seed of the callback's own generator (masks, random growth, ties, ``weight_init``).
+        weight_init: ``"keep"``, ``"rescale"``, ``"he"`` or ``"xavier"`` when the first masks are
+            drawn (never on resume; :func:`~lightning_sparse.core.init.sparse_init_`).
+        log_per_layer: also log ``sparsity/layer/<name>`` at each update.
+        summary: show a per-layer sparsity table at the end of training (rank zero).
+        verify_ddp: compare a mask checksum across ranks after every update.
+
+    Raises:
+        ValueError: an invalid argument (here) or a model-dependent problem (in ``setup``:
+            unknown names, two mask-holding callbacks claiming one parameter).
+    """
+
+    def __init__(
+        self,
+        sparsity: float = 0.9,
+        distribution: str | dict[str, float] = "erk",
+        include: list[str] | str | None = None,
+        exclude: list[str] | str | None = None,
+        include_frozen: bool = False,
+        granularity: str = "element",
+        allowed_regions: dict[str, Tensor] | str | None = None,
+        density_within_regions: bool = False,
+        init_mask: str = "random",
+        erk_power_scale: float = 1.0,
+        seed: int = 0,
+        weight_init: str = "keep",
+        log_per_layer: bool = True,
+        summary: bool = True,
+        verify_ddp: bool = True,
+    ) -> None:
+        super().__init__()
+        check_number("sparsity", sparsity, 0.0, 1.0, high_open=True)
+        if isinstance(distribution, str):
+            check_choice("distribution", distribution, DISTRIBUTIONS, extra=" or a mapping {name or glob: sparsity}")
+        elif not isinstance(distribution, Mapping) or not distribution:
+            raise ValueError(
+                f"`distribution` must be one of {DISTRIBUTIONS} or a non-empty mapping, got {distribution!r}."
+            )
+        if isinstance(allowed_regions, str):
+            check_choice("allowed_regions", allowed_regions, REGION_SOURCES, extra=", a mapping {name: region} or None")
+        elif allowed_regions is not None and not isinstance(allowed_regions, Mapping):
+            raise ValueError(
+                "`allowed_regions` must be a mapping {name: region}, 'model' or None, "
+                f"got {type(allowed_regions).__name__}."
+            )
+        for name, flag in (("density_within_regions", density_within_regions), ("include_frozen", include_frozen),
+                           ("log_per_layer", log_per_layer), ("summary", summary), ("verify_ddp", verify_ddp)):
+            check_bool(name, flag)
+        check_choice("init_mask", init_mask, INIT_MASKS)
+        check_choice("granularity", granularity, GRANULARITIES)
+        if init_mask == "leftmost" and granularity != "element":
+            raise ValueError(
+                "`init_mask='leftmost'` orders the taps inside kernels and needs `granularity='element'`, "
+                f"got {granularity!r}."
+            )
+        check_choice("weight_init", weight_init, WEIGHT_INITS)
+        check_number("erk_power_scale", erk_power_scale, 0.0)
+        check_int("seed", seed)
+        self.sparsity = float(sparsity)
+        self.distribution = distribution if isinstance(distribution, str) else dict(distribution)
+        self.include = check_patterns("include", include)
+        self.exclude = check_patterns("exclude", exclude)
+        self.include_frozen = include_frozen
+        self.granularity = granularity
+        self.allowed_regions = dict(allowed_regions) if isinstance(allowed_regions, Mapping) else allowed_regions
+        self.density_within_regions = density_within_regions
+        self.init_mask = init_mask
+        self.erk_power_scale = float(erk_power_scale)
+        self.seed = int(seed)
+        self.weight_init = weight_init
+        self.log_per_layer = log_per_layer
+        self.summary = summary
+        self.verify_ddp = verify_ddp
+
+        self._targets: dict[str, SparseTarget] = {}
+        self._params: dict[str, Tensor] = {}
+        self._bases: dict[str, int] = {}
+        self._target_densities: dict[str, float] = {}
+        self._initial_densities: dict[str, float] = {}
+        self._final_counts: dict[str, int] = {}
+        self._maskset: MaskSet | None = None
+        self._generator = torch.Generator().manual_seed(self.seed)
+        self._loaded: dict[str, Any] | None = None
+        self._hooks: list[Any] = []
+        self._opt_names: dict[int, list[str]] = {}
+        self._held: set[str] = set()
+        self._automatic = True
+        self._num_updates = 0
+        self._skipped_updates = 0
+        self._last_update_step = -1
+        self._updated_names: set[str] = set()
+        self._due: tuple[int, bool] = (-1, False)
+        self._step_log: dict[str, float] = {}
+        self._pending_log: dict[str, float] = {}
+        self._expect_post: set[int] = set()
+        self._warned_outside = False
+
+    # ------------------------------------------------------------------ what subclasses decide
+    def start_sparsity(self) -> float:
+        """Sparsity of the first masks (the target by default; gradual methods start denser)."""
+        return self.sparsity
+
+    def configure_schedule(self, trainer: Trainer, total_steps: float) -> str:
+        """Resolve schedules once training's length is known; returns a phrase for the start-up
+        message (``"static masks"``, ``"updates every 25 steps in (0, 300)"``)."""
+        return "static masks (no topology update)"
+
+    def should_update(self, step: int) -> bool:
+        """Whether the masks change at training step ``step`` (after ``configure_schedule``)."""
+        return False
+
+    def compute_masks(self, step: int, names: Sequence[str], masks: dict[str, Tensor]) -> dict[str, Tensor]:
+        """New unit masks for ``names`` at an update (gradients are complete); ``masks`` holds
+        the current ones, and the returned mapping may share tensors that do not change."""
+        return masks
+
+    def observe_gradients(self, grads: Mapping[str, Tensor | None]) -> None:
+        """Called at every optimizer step with the complete gradients of its free parameters."""
+
+    def update_log(self, step: int) -> dict[str, float]:
+        """Extra ``sparsity/*`` values logged at an update."""
+        return {}
+
+    def summary_targets(self) -> tuple[dict[str, float | None], float | None, str]:
+        """Per-layer target densities, the total's target (``None``: weighted mean) and a title."""
+        return self.target_densities, None, f"Sparsity after training ({type(self).__name__})"
+
+    def extra_state(self) -> dict[str, Any]:
+        """A subclass's own checkpoint entries."""
+        return {}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`extra_state` (parameters and masks are in place already)."""
+
+    @property
+    def dense_gradients_every_step(self) -> bool:
+        """Whether the dense gradient is read at every step (then nothing can be held sparse)."""
+        return False
+
+    # ------------------------------------------------------------------ public views
+    @property
+    def sparse_names(self) -> frozenset[str]:
+        """Qualified names of the sparsified parameters (resolved in ``setup``)."""
+        return frozenset(self._targets)
+
+    @property
+    def targets(self) -> dict[str, SparseTarget]:
+        """Name -> :class:`~lightning_sparse.core.targets.SparseTarget` of every sparsified parameter."""
+        return dict(self._targets)
+
+    @property
+    def masks(self) -> dict[str, Tensor]:
+        """Qualified parameter name -> bool mask of the parameter's shape."""
+        ms = self._maskset
+        return {} if ms is None else {n: ms.full(n) for n in ms}
+
+    @property
+    def ever_active(self) -> dict[str, Tensor]:
+        """Name -> unit mask of the positions that were ever active."""
+        return {} if self._maskset is None else {n: m.clone() for n, m in self._maskset.ever.items()}
+
+    @property
+    def active_counts(self) -> dict[str, int]:
+        """Active mask units per parameter now."""
+        ms = self._maskset
+        return {} if ms is None else {n: ms.active(n) for n in ms}
+
+    @property
+    def target_counts(self) -> dict[str, int]:
+        """Active mask units per parameter at the target sparsity."""
+        return dict(self._final_counts)
+
+    @property
+    def densities(self) -> dict[str, float]:
+        """Realised density per sparsified parameter."""
+        return {} if self._maskset is None else self._maskset.densities()
+
+    @property
+    def target_densities(self) -> dict[str, float]:
+        """Density per parameter at the target sparsity (a share of the whole parameter)."""
+        return {n: d * self._bases[n] / self._targets[n].num_units for n, d in self._target_densities.items()}
+
+    @property
+    def region_density(self) -> float:
+        """Share of active positions over the allowed regions of all parameters (whole parameters
+        where there is no region); logged as ``sparsity/region_density``."""
+        if self._maskset is None:
+            return float("nan")
+        active = sum(self._maskset.active(n) * t.unit_size for n, t in self._targets.items())
+        return active / sum(t.capacity * t.unit_size for t in self._targets.values())
+
+    @property
+    def region_densities(self) -> dict[str, float]:
+        """Realised density per parameter inside its allowed region (the whole parameter if none)."""
+        ms = self._maskset
+        return {} if ms is None else {n: ms.active(n) / t.capacity for n, t in self._targets.items()}
+
+    @property
+    def global_density(self) -> float:
+        """Share of active positions over all sparsified parameters (in elements)."""
+        return float("nan") if self._maskset is None else self._maskset.global_density()
+
+    @property
+    def exploration_rate(self) -> float:
+        """In-time over-parameterisation rate: share of positions ever active (Liu et al. 2021)."""
+        return float("nan") if self._maskset is None else self._maskset.exploration_rate()
+
+    @property
+    def num_updates(self) -> int:
+        """Topology updates done so far (a training step with an update counts once)."""
+        return self._num_updates
+
+    @property
+    def skipped_updates(self) -> int:
+        """Updates skipped because the step's gradients were not finite."""
+        return self._skipped_updates
+
+    @property
+    def held(self) -> frozenset[str]:
+        """Names of the sparse parameters currently held elsewhere (see :meth:`hold`)."""
+        return frozenset(self._held)
+
+    # ------------------------------------------------------------------ setup
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        targets = find_targets(pl_module, self.include, self.exclude, self.granularity, self._regions(pl_module),
+                               include_frozen=self.include_frozen)
+        self._targets = {t.name: t for t in targets}
+        self._refuse_shared_claims(trainer)
+        frozen = [n for n, p in pl_module.named_parameters() if not p.requires_grad]
+        if frozen and not self.include_frozen:
+            rank_zero_info(f"{type(self).__name__}: {len(frozen)} frozen parameter(s) stay dense "
+                           "(requires_grad=False; `include_frozen=True` sparsifies them too).")
+        self._bases = {n: t.capacity if self.density_within_regions else t.num_units for n, t in self._targets.items()}
+        params = dict(pl_module.named_parameters())
+        self._params = {n: params[n] for n in self._targets}
+        self._automatic = pl_module.automatic_optimization
+        self._target_densities = self._densities(self.sparsity)
+        initial = self.start_sparsity()
+        self._initial_densities = self._target_densities if initial == self.sparsity else self._densities(initial)
+        self._final_counts = self.counts(self._target_densities)
+        if self._maskset is not None and not self._masks_fit():  # a new model: draw new masks
+            self._maskset = None
+
+    def _refuse_shared_claims(self, trainer: Trainer) -> None:
+        for other in trainer.callbacks:
+            if other is self or not isinstance(other, SparseMaskCallback):
+                continue
+            shared = sorted(self.sparse_names & other.sparse_names)
+            if shared:
+                raise ValueError(
+                    f"{type(self).__name__} and {type(other).__name__} both claim {shared[:5]}; a parameter "
+                    "can have one mask owner: split them with `include`/`exclude`."
+                )
+
+    def _masks_fit(self) -> bool:
+        """Whether the masks of an earlier `fit` belong to the current targets (names, shapes, regions)."""
+        ms = self._maskset
+        if set(ms.targets) != set(self._targets):
+            return False
+        for n, t in self._targets.items():
+            if ms.targets[n].unit_shape != t.unit_shape:
+                return False
+            if t.allowed is not None and bool((ms[n] & ~t.allowed.to(ms[n].device)).any()):
+                return False
+        return True
+
+    def _regions(self, pl_module: LightningModule) -> Mapping[str, Tensor] | None:
+        if not isinstance(self.allowed_regions, str):
+            return self.allowed_regions
+        regions = getattr(pl_module, "allowed_regions", None)
+        if not callable(regions):
+            raise ValueError(
+                f"`allowed_regions='model'` calls the LightningModule's `allowed_regions()`, but "
+                f"{type(pl_module).__name__} defines none; define it or pass a mapping {{name: region}}."
+            )
+        regions = regions()
+        if not isinstance(regions, Mapping):
+            raise ValueError(
+                f"`allowed_regions='model'`: {type(pl_module).__name__}.allowed_regions() must return a mapping "
+                f"{{name: region}}, got {type(regions).__name__}."
+            )
+        return regions
+
+    def _densities(self, sparsity: float) -> dict[str, float]:
+        """Density per parameter, as a share of its base: its allowed region with
+        ``density_within_regions``, else the whole parameter (capped at the region's share)."""
+        shapes = {n: t.shape for n, t in self._targets.items()}
+        if self.density_within_regions:
+            caps = None
+            sizes = {n: self._bases[n] * t.unit_size for n, t in self._targets.items()}
+        else:
+            caps = {n: t.capacity / t.num_units for n, t in self._targets.items()}
+            sizes = None
+        if isinstance(self.distribution, dict):
+            dens = mapped_densities(list(shapes), self.distribution)
+            return dens if caps is None else {n: min(d, caps[n]) for n, d in dens.items()}
+        return layer_densities(shapes, 1.0 - sparsity, self.distribution, caps, self.erk_power_scale, sizes)
+
+    def counts(self, densities: Mapping[str, float]) -> dict[str, int]:
+        """Exact active units per parameter for densities relative to the bases."""
+        t = self._targets
+        return density_counts(densities, self._bases, {n: t[n].unit_size for n in t}, {n: t[n].capacity for n in t})
+
+    # ------------------------------------------------------------------ training steps
+    def training_step_index(self, trainer: Trainer, next_batch: bool = False) -> int:
+        """The training step the current batch (or the next one) belongs to (module docstring)."""
+        if self._automatic:
+            return trainer.global_step
+        return trainer.fit_loop.total_batch_idx + int(next_batch)
+
+    def total_training_steps(self, trainer: Trainer) -> float:
+        """Length of training in training steps (``inf`` when unknown)."""
+        total = trainer.estimated_stepping_batches
+        if not self._automatic and trainer.max_steps not in (-1, None):
+            # `max_steps` counts optimizer steps: assume every optimizer steps once per batch
+            total = min(total, math.ceil(trainer.max_steps / max(len(trainer.optimizers), 1)))
+        return total
+
+    def will_update(self, step: int) -> bool:
+        """Whether a topology update is due at training step ``step``; ``False`` before
+        ``on_fit_start`` (the update itself may still be skipped on non-finite gradients)."""
+        return self._maskset is not None and self._is_due(step)
+
+    def needs_dense_gradients(self, trainer: Trainer, next_batch: bool = False) -> bool:
+        """:class:`MaskProvider`: whether the current (or next) batch's step may update."""
+        return self.will_update(self.training_step_index(trainer, next_batch))
+
+    def _is_due(self, step: int) -> bool:
+        if self._due[0] != step:
+            self._due = (step, bool(self.should_update(step)))
+        return self._due[1]
+
+    # ------------------------------------------------------------------ fit start
+    @override
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._due = (-1, False)
+        when = self.configure_schedule(trainer, self.total_training_steps(trainer))
+        self._due = (-1, False)
+        if self._loaded is not None:
+            self._restore(self._loaded)
+            self._loaded = None
+        elif self._maskset is None:
+            counts = self.counts(self._initial_densities)
+            masks = {n: initial_mask(t, counts[n], self._generator, self.init_mask).to(self._params[n].device)
+                     for n, t in self._targets.items()}
+            self._maskset = MaskSet(self._targets.values(), masks)
+            if self.weight_init != "keep":
+                for n, p in self._params.items():
+                    sparse_init_(p, self._maskset.full(n), self.weight_init, self._generator)
+        self._maskset.apply(self._params, self._free(self._params))
+        self._register_hooks(trainer)
+        regions = f", {self.region_density:.4f} inside the allowed regions" if self._has_regions() else ""
+        target = sum(self._final_counts[n] * t.unit_size for n, t in self._targets.items())
+        target /= sum(t.numel for t in self._targets.values())
+        rank_zero_info(
+            f"{self._label()}: {len(self._targets)} sparse parameters, density {self.global_density:.4f} "
+            f"(target {target:.4f}){regions}, {when}."
+        )
+
+    def _label(self) -> str:
+        return type(self).__name__
+
+    def _has_regions(self) -> bool:
+        return any(t.allowed is not None for t in self._targets.values())
+
+    def _register_hooks(self, trainer: Trainer) -> None:
+        """Re-apply the masks right after every optimizer step that really happened (a step the
+        grad scaler skips calls no post-hook)."""
+        self._remove_hooks()
+        self._opt_names = {}
+        owned: set[str] = set()
+        for opt in trainer.optimizers:
+            ids = {id(p) for g in opt.param_groups for p in g["params"]}
+            names = [n for n, p in self._params.items() if id(p) in ids]
+            owned.update(names)
+            self._opt_names[id(opt)] = names
+            if names:
+                self._hooks.append(opt.register_step_post_hook(lambda o, *_, names=names: self._after_step(o, names)))
+        missing = sorted(set(self._params) - owned)
+        if missing:
+            rank_zero_warn(f"{self._label()}: sparse parameters in no optimizer stay fixed: {missing[:5]}.")
+
+    def _after_step(self, optimizer: Any, names: list[str]) -> None:
+        self._maskset.apply(self._params, self._free(names))
+        if id(optimizer) in self._expect_post:
+            self._expect_post.discard(id(optimizer))
+        elif not self._warned_outside:
+            self._warned_outside = True
+            rank_zero_warn(
+                f"{self._label()}: an optimizer stepped without Lightning's hooks (a raw `torch.optim` optimizer "
+                "instead of `self.optimizers()` under manual optimization): masks are re-applied, but its "
+                "gradients are not masked and its parameters get no topology update."
+            )
+
+    def _remove_hooks(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+    # ------------------------------------------------------------------ every optimizer step
+    @override
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
+        if self._maskset is None:
+            return
+        names = self._opt_names.get(id(optimizer))
+        if names is None:  # an optimizer created after fit start
+            self._register_hooks(trainer)
+            names = self._opt_names.get(id(optimizer), [])
+        self._expect_post.add(id(optimizer))
+        step = self.training_step_index(trainer)
+        due = self._is_due(step)
+        if due and self._held.intersection(names):
+            raise RuntimeError(
+                f"{self._label()}: a topology update is due at step {step}, but "
+                f"{sorted(self._held.intersection(names))[:5]} are still held; release them first."
+            )
+        names = self._free(names)
+        if not names:
+            return
+        grads = {n: self._params[n].grad for n in names}
+        self.observe_gradients(grads)
+        if due:
+            if step != self._last_update_step:
+                self._last_update_step, self._updated_names, self._step_log = step, set(), {}
+            todo = [n for n in names if n not in self._updated_names]
+            self._updated_names.update(todo)
+            if todo and all(bool(torch.isfinite(grads[n]).all()) for n in todo if grads[n] is not None):
+                self._update(trainer, step, optimizer, todo)
+            elif todo and "skipped" not in self._step_log:
+                self._step_log["skipped"] = 1.0
+                self._skipped_updates += 1
+                self._pending_log["sparsity/skipped_updates"] = float(self._skipped_updates)
+        self._maskset.apply(grads)  # inactive weights get no update (nor optimizer state)
+
+    @torch.no_grad()
+    def _update(self, trainer: Trainer, step: int, optimizer: Any, names: list[str]) -> None:
+        ms = self._maskset
+        old = {n: ms[n] for n in names}
+        new = self.compute_masks(step, names, dict(old))
+        churn = 0
+        for n in names:
+            changed = old[n] ^ new[n]
+            n_changed = int(changed.sum())
+            if n_changed == 0:
+                continue
+            churn += n_changed
+            full_changed = self._targets[n].expand(changed)
+            self._params[n].masked_fill_(full_changed, 0.0)  # pruned -> 0, grown -> 0 (their init value)
+            reset_optimizer_state(optimizer, self._params[n], full_changed)
+            ms.set(n, new[n])
+        log = self._step_log
+        if "updated" not in log:
+            log["updated"] = 1.0
+            self._num_updates += 1
+        log["churn"] = log.get("churn", 0.0) + churn
+        log["active"] = log.get("active", 0.0) + sum(int(m.sum()) for m in old.values())
+        if self.verify_ddp and trainer.world_size > 1:
+            self._verify_ranks(trainer)
+        out = {
+            "sparsity/density": ms.global_density(),
+            **self.update_log(step),
+            "sparsity/churn": log["churn"] / 2 / max(log["active"], 1.0),
+            "sparsity/exploration_rate": ms.exploration_rate(),
+            "sparsity/updates": float(self._num_updates),
+        }
+        if self._has_regions():
+            out["sparsity/region_density"] = self.region_density
+        if self.log_per_layer:
+            out.update({f"sparsity/layer/{n}": d for n, d in ms.densities().items()})
+        self._pending_log.update(out)
+
+    def _verify_ranks(self, trainer: Trainer) -> None:
+        local = self._maskset.checksum().to(trainer.strategy.root_device)
+        gathered = trainer.strategy.all_gather(local).reshape(trainer.world_size, -1)
+        if not torch.equal(gathered, gathered[:1].expand_as(gathered)):
+            raise RuntimeError(
+                f"{self._label()}: masks differ between DDP ranks after a topology update "
+                f"(checksums {gathered.tolist()}); make the model deterministic across ranks."
+            )
+
+    # ------------------------------------------------------------------ held parameters
+    def hold(self, names: Sequence[str]) -> None:
+        """Hand sparse parameters over to another component, e.g. truly sparse layers.
+
+        Until :meth:`release`, this callback leaves them alone: no mask applied after the
+        optimizer step, no gradient zeroed, no topology update; their masks stay as they are.
+        The holder keeps their non-zeros exactly on those masks, trains them as the masked
+        parameter would be trained, and releases them, with their values and optimizer state
+        back in the original parameter objects, before the accumulation window of every step
+        for which :meth:`needs_dense_gradients` is true (a RuntimeError is raised otherwise).
+
+        Raises:
+            ValueError: a name that is not a sparsified parameter of this callback.
+        """
+        unknown = sorted(set(names) - set(self._params))
+        if unknown:
+            raise ValueError(f"`names` must be sparsified parameters {sorted(self._params)[:5]}..., got {unknown[:5]}.")
+        self._held.update(names)
+
+    def release(self, names: Sequence[str]) -> None:
+        """Take back parameters handed over with :meth:`hold` (unknown names are ignored)."""
+        self._held.difference_update(names)
+
+    def _free(self, names) -> list[str]:
+        return [n for n in names if n not in self._held]
+
+    # ------------------------------------------------------------------ logging and summary
+    @override
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._pending_log:
+            pl_module.log_dict(self._pending_log, on_step=True, on_epoch=False)
+            self._pending_log = {}
+
+    @override
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        pl_module.log("sparsity/global_density", self.global_density, on_step=False, on_epoch=True)
+
+    @override
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not (self.summary and trainer.is_global_zero and self._maskset is not None):
+            return
+        targets, total_target, title = self.summary_targets()
+        rows = [
+            SummaryRow(n, t.shape, t.numel, targets.get(n), self._maskset.active(n) * t.unit_size,
+                       int(torch.count_nonzero(self._params[n].detach())) if self._params[n].numel() else 0)
+            for n, t in self._targets.items()
+        ]
+        render_sparsity_table(rows, title=title, total_target=total_target)
+
+    @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._remove_hooks()
+
+    # ------------------------------------------------------------------ checkpointing
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        if self._maskset is None:
+            return {}
+        return {
+            "version": 1,
+            **self._maskset.state_dict(),
+            "generator": self._generator.get_state(),
+            "last_update_step": self._last_update_step,
+            "num_updates": self._num_updates,
+            "skipped_updates": self._skipped_updates,
+            **self.extra_state(),
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict:
+            self._loaded = dict(state_dict)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        devices = {n: p.device for n, p in self._params.items()}
+        self._maskset = MaskSet.from_state_dict(self._targets.values(), state, devices)
+        self._generator.set_state(state["generator"])
+        self._last_update_step = int(state.get("last_update_step", -1))
+        self._updated_names = set(self._targets) if self._last_update_step >= 0 else set()
+        self._num_updates = int(state.get("num_updates", 0))
+        self._skipped_updates = int(state.get("skipped_updates", 0))
+        self.load_extra_state(state)
