@@ -51,7 +51,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_sparse.models._checks import check_sizes
 from lightning_sparse.models._registry import register_model
+from lightning_sparse.models.layers import factories
 
 __all__ = ["DSN", "dsn", "dsn_uea"]
 
@@ -88,11 +90,12 @@ class _SparseCNNModule(nn.Module):
         self, in_channels: int, width: int, kernel_size: int, num_groups: int, bottleneck: bool, padding: str
     ) -> None:
         super().__init__()
-        self.bottleneck = nn.Conv1d(in_channels, width, 1, bias=False) if bottleneck else nn.Identity()
+        conv = factories.conv(1)
+        self.bottleneck = conv(in_channels, width, 1, bias=False) if bottleneck else nn.Identity()
         conv_in = width if bottleneck else in_channels
-        self.conv = nn.Conv1d(conv_in, num_groups * width, kernel_size, bias=False)
+        self.conv = conv(conv_in, num_groups * width, kernel_size, bias=False)
         self.bn = _MaskedBatchNorm1d(num_groups * width)
-        self.act = nn.ReLU()
+        self.act = factories.act("relu")
         self.padding = padding
         k = kernel_size
         self._pad = (0, k - 1) if padding == "replicate" else ((k - 1) // 2, k // 2)
@@ -175,18 +178,15 @@ class DSN(nn.Module):
         pool_size: int = 50,
     ) -> None:
         super().__init__()
-        sizes = {
-            "in_channels": in_channels,
-            "num_classes": num_classes,
-            "width": width,
-            "depth": depth,
-            "kernel_size": kernel_size,
-            "num_groups": num_groups,
-            "pool_size": pool_size,
-        }
-        for arg, value in sizes.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{arg}` must be a positive integer, got {value!r}.")
+        check_sizes(
+            in_channels=in_channels,
+            num_classes=num_classes,
+            width=width,
+            depth=depth,
+            kernel_size=kernel_size,
+            num_groups=num_groups,
+            pool_size=pool_size,
+        )
         if kernel_size % num_groups:
             raise ValueError(
                 f"`kernel_size` must be a multiple of `num_groups` ({num_groups}) so the groups' "
@@ -209,8 +209,8 @@ class DSN(nn.Module):
             )
             for i in range(depth)
         )
-        self.head_conv = nn.Conv1d(channels, num_classes, 1, bias=False)
-        self.head_bn = nn.BatchNorm1d(num_classes)
+        self.head_conv = factories.conv(1)(channels, num_classes, 1, bias=False)
+        self.head_bn = factories.norm("batch", 1, num_classes)
 
     @property
     def group_kernel_sizes(self) -> tuple[int, ...]:

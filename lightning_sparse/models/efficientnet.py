@@ -29,6 +29,7 @@ from torch import nn
 from torchvision.models import EfficientNet
 from torchvision.models import efficientnet_b0 as _tv_efficientnet_b0
 
+from lightning_sparse.models._checks import check_sizes
 from lightning_sparse.models._registry import register_model
 
 __all__ = ["efficientnet_b0"]
@@ -66,9 +67,7 @@ def efficientnet_b0(
         >>> model.features[0][0].stride
         (1, 1)
     """
-    for arg, value in {"num_classes": num_classes, "in_channels": in_channels}.items():
-        if value < 1:
-            raise ValueError(f"`{arg}` must be a positive integer, got {value}.")
+    check_sizes(num_classes=num_classes, in_channels=in_channels)
     for arg, value in {"drop_path_rate": drop_path_rate, "dropout": dropout}.items():
         if not 0.0 <= value < 1.0:
             raise ValueError(f"`{arg}` must be in [0, 1), got {value}.")

@@ -17,7 +17,8 @@ channel count (``width=0.25``: 16/32/64/128 channels, 0.41 M parameters), which 
 cheapest ResNet in this package per CIFAR image on a CPU.
 
 Deviations from the blog: the final max-pool is adaptive (any input of at least 8x8 works);
-``in_channels`` and ``width`` are configurable. The training tricks of the series (label
+``in_channels`` and ``width`` are configurable. Every conv-bn-relu is a
+:class:`~lightning_sparse.models.layers.ConvNormAct`. The training tricks of the series (label
 smoothing, batch-norm weight freezing, ``CELU``, test-time flips) are not part of the model.
 """
 
@@ -26,19 +27,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lightning_sparse.models._checks import check_sizes
 from lightning_sparse.models._registry import register_model
+from lightning_sparse.models.layers import ConvNormAct
 
 __all__ = ["FastResNet", "fast_resnet"]
 
 _CHANNELS = (64, 128, 256, 512)  # prep, layer1, layer2, layer3 at width 1
-
-
-def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
 
 
 class _Residual(nn.Module):
@@ -46,8 +41,8 @@ class _Residual(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.res1 = _conv_bn_relu(channels, channels)
-        self.res2 = _conv_bn_relu(channels, channels)
+        self.res1 = ConvNormAct(channels, channels)
+        self.res2 = ConvNormAct(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.res2(self.res1(x))
@@ -82,9 +77,7 @@ class FastResNet(nn.Module):
         logit_scale: float = 0.125,
     ) -> None:
         super().__init__()
-        for arg, value in {"in_channels": in_channels, "num_classes": num_classes}.items():
-            if value < 1:
-                raise ValueError(f"`{arg}` must be a positive integer, got {value}.")
+        check_sizes(in_channels=in_channels, num_classes=num_classes)
         if not width > 0:
             raise ValueError(f"`width` must be a positive number, got {width}.")
         if not logit_scale > 0:
@@ -92,10 +85,10 @@ class FastResNet(nn.Module):
         self.example_input_size = (in_channels, 32, 32)
         self.logit_scale = float(logit_scale)
         c0, c1, c2, c3 = (max(1, round(c * width)) for c in _CHANNELS)
-        self.prep = _conv_bn_relu(in_channels, c0)
-        self.layer1 = nn.Sequential(_conv_bn_relu(c0, c1), nn.MaxPool2d(2), _Residual(c1))
-        self.layer2 = nn.Sequential(_conv_bn_relu(c1, c2), nn.MaxPool2d(2))
-        self.layer3 = nn.Sequential(_conv_bn_relu(c2, c3), nn.MaxPool2d(2), _Residual(c3))
+        self.prep = ConvNormAct(in_channels, c0)
+        self.layer1 = nn.Sequential(ConvNormAct(c0, c1), nn.MaxPool2d(2), _Residual(c1))
+        self.layer2 = nn.Sequential(ConvNormAct(c1, c2), nn.MaxPool2d(2))
+        self.layer3 = nn.Sequential(ConvNormAct(c2, c3), nn.MaxPool2d(2), _Residual(c3))
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.fc = nn.Linear(c3, num_classes, bias=False)
         for module in self.modules():

@@ -6,7 +6,9 @@ Document Recognition", Proc. IEEE) that SET (Mocanu et al. 2018, "Scalable Train
 Neural Networks with Adaptive Sparse Connectivity inspired by Network Science",
 arXiv:1707.04780) and RigL (Evci et al. 2020, arXiv:1911.11134) sparsify.
 
-Deviation: hidden layers use ReLU and optional dropout rather than the original tanh/sigmoid.
+Deviation: hidden layers use ReLU (or the activation ``act``, see
+:func:`lightning_sparse.models.layers.act`) and optional dropout rather than the original
+tanh/sigmoid.
 """
 
 from __future__ import annotations
@@ -16,22 +18,26 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lightning_sparse.models._checks import check_sizes
 from lightning_sparse.models._registry import register_model
+from lightning_sparse.models.layers import LayerSpec, factories
 
 __all__ = ["MLP", "mlp", "lenet_300_100"]
 
 
 class MLP(nn.Module):
-    """Flatten the input, then ``Linear -> ReLU (-> Dropout)`` per hidden size, then a classifier.
+    """Flatten the input, then ``Linear -> act (-> Dropout)`` per hidden size, then a classifier.
 
     Args:
         in_features: Number of input features after flattening (e.g. ``28 * 28``).
         hidden_sizes: Width of each hidden layer, in order; empty for a linear classifier.
         num_classes: Number of output logits.
         dropout: Dropout probability after each hidden activation, in ``[0, 1)``.
+        act: Hidden activation, a name or ``(name, kwargs)`` (see
+            :func:`lightning_sparse.models.layers.act`).
 
     Raises:
-        ValueError: If an argument is out of range.
+        ValueError: If an argument is out of range or ``act`` is unknown.
 
     Examples:
         >>> model = MLP(in_features=64, hidden_sizes=[32, 16], num_classes=10)
@@ -45,12 +51,10 @@ class MLP(nn.Module):
         hidden_sizes: Sequence[int] = (300, 100),
         num_classes: int = 10,
         dropout: float = 0.0,
+        act: LayerSpec = "relu",
     ) -> None:
         super().__init__()
-        if in_features < 1:
-            raise ValueError(f"`in_features` must be a positive integer, got {in_features}.")
-        if num_classes < 1:
-            raise ValueError(f"`num_classes` must be a positive integer, got {num_classes}.")
+        check_sizes(in_features=in_features, num_classes=num_classes)
         if any(h < 1 for h in hidden_sizes):
             raise ValueError(
                 f"`hidden_sizes` must contain positive integers only, got {list(hidden_sizes)}."
@@ -61,7 +65,7 @@ class MLP(nn.Module):
         layers: list[nn.Module] = []
         width = in_features
         for hidden in hidden_sizes:
-            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+            layers += [nn.Linear(width, hidden), factories.act(act, inplace=True)]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = hidden

@@ -25,6 +25,7 @@ from torch import nn
 from torchvision.models.video import VideoResNet
 from torchvision.models.video import r3d_18 as _tv_r3d_18
 
+from lightning_sparse.models._checks import check_sizes
 from lightning_sparse.models._registry import register_model
 
 __all__ = ["r3d_18"]
@@ -50,9 +51,7 @@ def r3d_18(num_classes: int = 400, in_channels: int = 3) -> VideoResNet:
         >>> model(torch.randn(1, 3, 4, 32, 32)).shape  # (B, C, T, H, W)
         torch.Size([1, 5])
     """
-    for arg, value in {"num_classes": num_classes, "in_channels": in_channels}.items():
-        if value < 1:
-            raise ValueError(f"`{arg}` must be a positive integer, got {value}.")
+    check_sizes(num_classes=num_classes, in_channels=in_channels)
     model = _tv_r3d_18(weights=None, num_classes=num_classes)
     if in_channels != 3:
         old = model.stem[0]  # Conv3d(3, 64, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3))

@@ -12,7 +12,9 @@ kuangliu/pytorch-cifar); with it ResNet-18 has 11.17 M parameters at 10 classes.
 
 Deviations from the paper: a Bottleneck strides in its 3x3 convolution, not its first 1x1
 ("ResNet v1.5", as torchvision); shortcuts that change shape are 1x1 convolutions with batch norm
-(option B). Module and parameter names follow ``torchvision.models.resnet`` (``conv1``, ``bn1``,
+(option B); ``norm`` and ``act`` may replace batch norm and ReLU (the ``bn*`` names stay). The
+blocks are :mod:`lightning_sparse.models.layers`' ``BasicBlock`` and ``Bottleneck``. Module and
+parameter names follow ``torchvision.models.resnet`` (``conv1``, ``bn1``,
 ``layer1.0.downsample.0``, ``fc``), so a torchvision state dict loads into the ``cifar_stem=False``
 model.
 """
@@ -24,7 +26,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lightning_sparse.models._checks import check_sizes
 from lightning_sparse.models._registry import register_model
+from lightning_sparse.models.layers import BasicBlock, Bottleneck, ConvNormAct, LayerSpec, factories
 
 __all__ = [
     "ResNet",
@@ -35,63 +39,6 @@ __all__ = [
     "resnet34_imagenet",
     "resnet50_imagenet",
 ]
-
-
-def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-
-
-def _conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
-
-
-class BasicBlock(nn.Module):
-    """Two 3x3 conv-BN layers and a shortcut: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + x)``."""
-
-    expansion = 1
-
-    def __init__(
-        self, in_channels: int, channels: int, stride: int = 1, downsample: nn.Module | None = None
-    ) -> None:
-        super().__init__()
-        self.conv1 = _conv3x3(in_channels, channels, stride)
-        self.bn1 = nn.BatchNorm2d(channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = _conv3x3(channels, channels)
-        self.bn2 = nn.BatchNorm2d(channels)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))  # (B, C, H/s, W/s)
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
-class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (strided), 1x1 expand to ``4 * channels``, plus a shortcut."""
-
-    expansion = 4
-
-    def __init__(
-        self, in_channels: int, channels: int, stride: int = 1, downsample: nn.Module | None = None
-    ) -> None:
-        super().__init__()
-        self.conv1 = _conv1x1(in_channels, channels)
-        self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = _conv3x3(channels, channels, stride)
-        self.bn2 = nn.BatchNorm2d(channels)
-        self.conv3 = _conv1x1(channels, channels * self.expansion)
-        self.bn3 = nn.BatchNorm2d(channels * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))  # (B, C, H, W)
-        out = self.relu(self.bn2(self.conv2(out)))  # (B, C, H/s, W/s)
-        out = self.bn3(self.conv3(out))  # (B, 4C, H/s, W/s)
-        return self.relu(out + identity)
 
 
 _BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {
@@ -113,9 +60,13 @@ class ResNet(nn.Module):
         width: Base channels of the first stage (64 in the paper); stages use ``width * 2**i``.
         zero_init_residual: Start the last batch norm of every block at zero, so each block is
             the identity at initialisation (Goyal et al. 2017, arXiv:1706.02677).
+        norm: Normalisation, a name or ``(name, kwargs)`` (see
+            :func:`lightning_sparse.models.layers.norm`); ``"batch"`` in the paper.
+        act: Activation, a name or ``(name, kwargs)`` (see
+            :func:`lightning_sparse.models.layers.act`); ``"relu"`` in the paper.
 
     Raises:
-        ValueError: If ``block`` is unknown or a size is not positive.
+        ValueError: If ``block``, ``norm`` or ``act`` is unknown or a size is not positive.
 
     Examples:
         >>> model = ResNet("basic", [1, 1, 1, 1], num_classes=10, width=8)
@@ -132,16 +83,15 @@ class ResNet(nn.Module):
         cifar_stem: bool = True,
         width: int = 64,
         zero_init_residual: bool = False,
+        norm: LayerSpec = "batch",
+        act: LayerSpec = "relu",
     ) -> None:
         super().__init__()
         if block not in _BLOCKS:
             raise ValueError(f"`block` must be one of {list(_BLOCKS)}, got {block!r}.")
         if len(layers) != 4 or any(int(n) < 1 for n in layers):
             raise ValueError(f"`layers` must be four positive integers, got {list(layers)}.")
-        sizes = {"in_channels": in_channels, "num_classes": num_classes, "width": width}
-        for arg, value in sizes.items():
-            if value < 1:
-                raise ValueError(f"`{arg}` must be a positive integer, got {value}.")
+        check_sizes(in_channels=in_channels, num_classes=num_classes, width=width)
         block_cls = _BLOCKS[block]
         # One sample that reaches the last stage at 4x4 (CIFAR stem) or 2x2 (ImageNet stem).
         self.example_input_size = (in_channels, 32, 32) if cifar_stem else (in_channels, 64, 64)
@@ -151,9 +101,9 @@ class ResNet(nn.Module):
         else:
             self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        self._in_channels = width
+        self.bn1 = factories.norm(norm, 2, width)
+        self.relu = factories.act(act, inplace=True)
+        self._in_channels, self._norm_spec, self._act_spec = width, norm, act
         self.layer1 = self._make_stage(block_cls, width, int(layers[0]), stride=1)
         self.layer2 = self._make_stage(block_cls, 2 * width, int(layers[1]), stride=2)
         self.layer3 = self._make_stage(block_cls, 4 * width, int(layers[2]), stride=2)
@@ -165,24 +115,23 @@ class ResNet(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         if zero_init_residual:
             for module in self.modules():
-                if isinstance(module, Bottleneck):
-                    nn.init.zeros_(module.bn3.weight)
-                elif isinstance(module, BasicBlock):
-                    nn.init.zeros_(module.bn2.weight)
+                if isinstance(module, (BasicBlock, Bottleneck)):
+                    module.zero_init_last()
 
     def _make_stage(
-        self, block_cls: type[nn.Module], channels: int, blocks: int, stride: int
+        self, block_cls: type[BasicBlock] | type[Bottleneck], channels: int, blocks: int, stride: int
     ) -> nn.Sequential:
         out_channels = channels * block_cls.expansion
         downsample = None
         if stride != 1 or self._in_channels != out_channels:
-            downsample = nn.Sequential(
-                _conv1x1(self._in_channels, out_channels, stride), nn.BatchNorm2d(out_channels)
+            downsample = ConvNormAct(
+                self._in_channels, out_channels, 1, stride, norm=self._norm_spec, act=None
             )
-        layers = [block_cls(self._in_channels, channels, stride, downsample)]
+        kwargs = {"norm": self._norm_spec, "act": self._act_spec}
+        stage = [block_cls(self._in_channels, channels, stride, downsample, **kwargs)]
         self._in_channels = out_channels
-        layers += [block_cls(out_channels, channels) for _ in range(blocks - 1)]
-        return nn.Sequential(*layers)
+        stage += [block_cls(out_channels, channels, **kwargs) for _ in range(blocks - 1)]
+        return nn.Sequential(*stage)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return logits of shape ``(B, num_classes)`` for images of shape ``(B, C, H, W)``."""

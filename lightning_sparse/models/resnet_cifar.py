@@ -8,7 +8,8 @@ ResNet-20/32/56 used by most sparse-training papers on CIFAR (e.g. RigL, arXiv:1
 
 Deviation from the paper: a shortcut that changes shape is a 1x1 convolution with batch norm
 (the paper's option B) rather than zero-padded identity (option A used for CIFAR in the paper);
-``in_channels`` and ``width`` are configurable.
+``in_channels``, ``width``, ``norm`` and ``act`` are configurable. The block is
+:mod:`lightning_sparse.models.layers`' ``BasicBlock`` with its shortcut named ``shortcut``.
 """
 
 from __future__ import annotations
@@ -16,32 +17,35 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lightning_sparse.models._checks import check_sizes
 from lightning_sparse.models._registry import register_model
+from lightning_sparse.models.layers import BasicBlock, ConvNormAct, LayerSpec
 
 __all__ = ["ResNetCIFAR", "resnet8", "resnet20", "resnet32", "resnet56"]
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 conv-BN layers with a residual connection: ``relu(bn2(conv2(.)) + shortcut(x))``."""
+class _CIFARBasicBlock(BasicBlock):
+    """:class:`~lightning_sparse.models.layers.BasicBlock` whose shortcut is named ``shortcut``.
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
+    The shortcut is built by the block (a 1x1 conv-norm when the shape changes, else an
+    ``nn.Identity``), under the parameter names of this model's checkpoints and recipes.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        norm: LayerSpec = "batch",
+        act: LayerSpec = "relu",
+    ) -> None:
+        super().__init__(in_channels, out_channels, stride, norm=norm, act=act)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(out_channels),
-            )
+            self.shortcut = ConvNormAct(in_channels, out_channels, 1, stride, norm=norm, act=None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))  # (B, C_out, H/s, W/s)
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
+    def shortcut_path(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x)
 
 
 class ResNetCIFAR(nn.Module):
@@ -53,9 +57,14 @@ class ResNetCIFAR(nn.Module):
         num_classes: Number of output logits.
         width: Channels of the first stage (16 in the paper); stages use ``width``, ``2*width``,
             ``4*width``.
+        norm: Normalisation, a name or ``(name, kwargs)`` (see
+            :func:`lightning_sparse.models.layers.norm`); ``"batch"`` in the paper.
+        act: Activation, a name or ``(name, kwargs)`` (see
+            :func:`lightning_sparse.models.layers.act`); ``"relu"`` in the paper.
 
     Raises:
-        ValueError: If ``depth`` is not ``6n + 2`` or another argument is not positive.
+        ValueError: If ``depth`` is not ``6n + 2``, another size is not positive, or ``norm`` or
+            ``act`` is unknown.
 
     Examples:
         >>> model = ResNetCIFAR(depth=8, in_channels=3, num_classes=10, width=4)
@@ -64,27 +73,27 @@ class ResNetCIFAR(nn.Module):
     """
 
     def __init__(
-        self, depth: int = 20, in_channels: int = 3, num_classes: int = 10, width: int = 16
+        self,
+        depth: int = 20,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        width: int = 16,
+        norm: LayerSpec = "batch",
+        act: LayerSpec = "relu",
     ) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6 != 0:
             raise ValueError(
                 f"`depth` must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth}."
             )
-        sizes = {"in_channels": in_channels, "num_classes": num_classes, "width": width}
-        for arg, value in sizes.items():
-            if value < 1:
-                raise ValueError(f"`{arg}` must be a positive integer, got {value}.")
+        check_sizes(in_channels=in_channels, num_classes=num_classes, width=width)
         self.example_input_size = (in_channels, 16, 16)
         blocks_per_stage = (depth - 2) // 6
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),
-        )
-        self.layer1 = self._make_stage(width, width, blocks_per_stage, stride=1)
-        self.layer2 = self._make_stage(width, 2 * width, blocks_per_stage, stride=2)
-        self.layer3 = self._make_stage(2 * width, 4 * width, blocks_per_stage, stride=2)
+        self.stem = ConvNormAct(in_channels, width, 3, norm=norm, act=act)
+        n, kw = blocks_per_stage, {"norm": norm, "act": act}
+        self.layer1 = self._make_stage(width, width, n, stride=1, **kw)
+        self.layer2 = self._make_stage(width, 2 * width, n, stride=2, **kw)
+        self.layer3 = self._make_stage(2 * width, 4 * width, n, stride=2, **kw)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(4 * width, num_classes)
         for module in self.modules():
@@ -92,10 +101,12 @@ class ResNetCIFAR(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
     @staticmethod
-    def _make_stage(in_channels: int, out_channels: int, blocks: int, stride: int) -> nn.Sequential:
-        layers = [BasicBlock(in_channels, out_channels, stride)]
-        layers += [BasicBlock(out_channels, out_channels) for _ in range(blocks - 1)]
-        return nn.Sequential(*layers)
+    def _make_stage(
+        in_channels: int, out_channels: int, blocks: int, stride: int, **kwargs: LayerSpec
+    ) -> nn.Sequential:
+        stage = [_CIFARBasicBlock(in_channels, out_channels, stride, **kwargs)]
+        stage += [_CIFARBasicBlock(out_channels, out_channels, **kwargs) for _ in range(blocks - 1)]
+        return nn.Sequential(*stage)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return logits of shape ``(B, num_classes)`` for images of shape ``(B, C, H, W)``."""

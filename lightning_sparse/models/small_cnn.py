@@ -7,7 +7,8 @@ one linear classifier. Sized for quick experiments (8x8 to 32x32 inputs, e.g. th
 MNIST, CIFAR-10): ``width=16`` has about 0.1 M parameters.
 
 Deviation from VGG: three stages instead of five, global average pooling instead of the large
-fully connected head, so any input size of at least 4x4 works.
+fully connected head, so any input size of at least 4x4 works; ``norm`` and ``act`` can replace
+batch norm and ReLU. Each layer is a :class:`~lightning_sparse.models.layers.ConvNormAct`.
 """
 
 from __future__ import annotations
@@ -15,17 +16,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lightning_sparse.models._checks import check_sizes
 from lightning_sparse.models._registry import register_model
+from lightning_sparse.models.layers import ConvNormAct, LayerSpec
 
 __all__ = ["SmallCNN", "small_cnn"]
-
-
-def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
 
 
 class SmallCNN(nn.Module):
@@ -40,9 +35,13 @@ class SmallCNN(nn.Module):
         num_classes: Number of output logits.
         width: Channels of the first stage; later stages use ``2*width`` and ``4*width``.
         dropout: Dropout probability before the classifier, in ``[0, 1)``.
+        norm: Normalisation, a name or ``(name, kwargs)`` (see
+            :func:`lightning_sparse.models.layers.norm`).
+        act: Activation, a name or ``(name, kwargs)`` (see
+            :func:`lightning_sparse.models.layers.act`).
 
     Raises:
-        ValueError: If an argument is out of range.
+        ValueError: If an argument is out of range or ``norm`` or ``act`` is unknown.
 
     Examples:
         >>> model = SmallCNN(in_channels=1, num_classes=10, width=8)
@@ -51,24 +50,28 @@ class SmallCNN(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 1, num_classes: int = 10, width: int = 16, dropout: float = 0.0
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        width: int = 16,
+        dropout: float = 0.0,
+        norm: LayerSpec = "batch",
+        act: LayerSpec = "relu",
     ) -> None:
         super().__init__()
-        sizes = {"in_channels": in_channels, "num_classes": num_classes, "width": width}
-        for arg, value in sizes.items():
-            if value < 1:
-                raise ValueError(f"`{arg}` must be a positive integer, got {value}.")
+        check_sizes(in_channels=in_channels, num_classes=num_classes, width=width)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1), got {dropout}.")
         self.example_input_size = (in_channels, 16, 16)
+        kw = {"norm": norm, "act": act}
         self.features = nn.Sequential(
-            _conv_bn_relu(in_channels, width),
-            _conv_bn_relu(width, width),
+            ConvNormAct(in_channels, width, **kw),
+            ConvNormAct(width, width, **kw),
             nn.MaxPool2d(2),  # H/2
-            _conv_bn_relu(width, 2 * width),
-            _conv_bn_relu(2 * width, 2 * width),
+            ConvNormAct(width, 2 * width, **kw),
+            ConvNormAct(2 * width, 2 * width, **kw),
             nn.MaxPool2d(2),  # H/4
-            _conv_bn_relu(2 * width, 4 * width),
+            ConvNormAct(2 * width, 4 * width, **kw),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()

@@ -13,7 +13,8 @@ general (2048 for 64x64 Tiny-ImageNet). No dropout.
 
 Deviations from the paper: batch norm, the single-layer classifier, configurable ``in_channels``.
 The ``features`` module is laid out as torchvision's ``vgg*_bn`` (same indices, convolutions
-with bias), so its state dict loads into ours.
+with bias; each triple is the modules of a :class:`~lightning_sparse.models.layers.ConvNormAct`,
+laid out flat), so its state dict loads into ours.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lightning_sparse.models._checks import check_sizes
 from lightning_sparse.models._registry import register_model
+from lightning_sparse.models.layers import ConvNormAct
 
 __all__ = ["VGG", "VGG_CONFIGS", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
 
@@ -69,9 +72,7 @@ class VGG(nn.Module):
             raise ValueError(f"`config` must be one of {list(VGG_CONFIGS)}, got {config!r}.")
         if image_size < 32 or image_size % 32 != 0:
             raise ValueError(f"`image_size` must be a positive multiple of 32, got {image_size}.")
-        for arg, value in {"in_channels": in_channels, "num_classes": num_classes}.items():
-            if value < 1:
-                raise ValueError(f"`{arg}` must be a positive integer, got {value}.")
+        check_sizes(in_channels=in_channels, num_classes=num_classes)
         self.example_input_size = (in_channels, image_size, image_size)
         layers: list[nn.Module] = []
         channels = in_channels
@@ -79,8 +80,7 @@ class VGG(nn.Module):
             if v == "M":
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
                 continue
-            conv = nn.Conv2d(channels, int(v), kernel_size=3, padding=1)
-            layers += [conv, nn.BatchNorm2d(int(v)), nn.ReLU(inplace=True)]
+            layers += ConvNormAct(channels, int(v), 3, bias=True)  # flat: conv, bn, relu
             channels = int(v)
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(channels * (image_size // 32) ** 2, num_classes)

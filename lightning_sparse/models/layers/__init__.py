@@ -1,0 +1,56 @@
+"""Layers shared by the models: factories, conv-norm-activation, residual blocks, drop path.
+
+The lowest tier below the networks (as MONAI's ``layers -> blocks -> nets`` and timm's
+``layers/``): dimension-aware (``spatial_dims`` 1, 2 or 3) and configurable by YAML, since a
+normalisation or activation is a name or ``(name, kwargs)``.
+
+- :mod:`~lightning_sparse.models.layers.factories`: :func:`conv`, :func:`pool`, :func:`norm`,
+  :func:`act`, :func:`same_padding` and the allowed names :data:`NORMS`, :data:`ACTS`,
+  :data:`POOLS`.
+- :class:`ConvNormAct`: ``conv -> norm -> act`` as an ``nn.Sequential``.
+- :class:`BasicBlock`, :class:`Bottleneck`: the residual blocks of ResNet (torchvision names).
+- :class:`DropPath` / :func:`drop_path`: per-sample stochastic depth.
+- :class:`ChannelLayerNorm`: layer norm over the channels of ``(B, C, *spatial)``.
+
+Examples:
+    >>> import torch
+    >>> from lightning_sparse.models.layers import ConvNormAct
+    >>> ConvNormAct(1, 4, kernel_size=5, spatial_dims=1, norm=("group", {"num_groups": 2}))(
+    ...     torch.randn(2, 1, 16)).shape
+    torch.Size([2, 4, 16])
+"""
+
+from lightning_sparse.models.layers.basic_block import BasicBlock
+from lightning_sparse.models.layers.bottleneck import Bottleneck
+from lightning_sparse.models.layers.channel_layer_norm import ChannelLayerNorm
+from lightning_sparse.models.layers.conv_norm_act import ConvNormAct
+from lightning_sparse.models.layers.drop_path import DropPath, drop_path
+from lightning_sparse.models.layers.factories import (
+    ACTS,
+    NORMS,
+    POOLS,
+    LayerSpec,
+    act,
+    conv,
+    norm,
+    pool,
+    same_padding,
+)
+
+__all__ = [
+    "ACTS",
+    "NORMS",
+    "POOLS",
+    "BasicBlock",
+    "Bottleneck",
+    "ChannelLayerNorm",
+    "ConvNormAct",
+    "DropPath",
+    "LayerSpec",
+    "act",
+    "conv",
+    "drop_path",
+    "norm",
+    "pool",
+    "same_padding",
+]
