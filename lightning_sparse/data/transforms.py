@@ -1,49 +1,6 @@
 """The augmentation presets, also importable from here: see :mod:`lightning_sparse.data.image.transforms`."""
 
-from lightning_sparse.data.image.transforms import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    CIFAR100_MEAN,
-    CIFAR100_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    PRESETS,
-    TINY_IMAGENET_MEAN,
-    TINY_IMAGENET_STD,
-    center_crop_transform,
-    cifar_eval_transform,
-    cifar_train_transform,
-    eval_geometry,
-    eval_transform,
-    imagenet_eval_transform,
-    imagenet_train_transform,
-    normalize_transform,
-    resolve_preset,
-    tiny_imagenet_eval_transform,
-    tiny_imagenet_train_transform,
-    train_transform,
-)
+from lightning_sparse.data.image import transforms as _module
+from lightning_sparse.data.image.transforms import *  # noqa: F403
 
-__all__ = [
-    "CIFAR10_MEAN",
-    "CIFAR10_STD",
-    "CIFAR100_MEAN",
-    "CIFAR100_STD",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "PRESETS",
-    "TINY_IMAGENET_MEAN",
-    "TINY_IMAGENET_STD",
-    "center_crop_transform",
-    "cifar_eval_transform",
-    "cifar_train_transform",
-    "eval_geometry",
-    "eval_transform",
-    "imagenet_eval_transform",
-    "imagenet_train_transform",
-    "normalize_transform",
-    "resolve_preset",
-    "tiny_imagenet_eval_transform",
-    "tiny_imagenet_train_transform",
-    "train_transform",
-]
+__all__ = list(_module.__all__)

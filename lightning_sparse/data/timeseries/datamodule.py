@@ -8,7 +8,7 @@ arXiv:1811.00075). Each problem ships a fixed train/test split in the archive la
 ``<data_dir>/<Name>/<Name>_TRAIN.<ext>`` and ``<Name>_TEST.<ext>``.
 
 Readers (our own parsers, in :mod:`lightning_sparse.data.timeseries.formats`; every error names
-the file and the line): ``.ts``, UCR ``.tsv`` / text and ``.arff``, re-exported here.
+the file and the line): ``.ts``, UCR ``.tsv`` / text and ``.arff``, also in :mod:`lightning_sparse.data.timeseries`.
 
 :class:`TimeSeriesDataModule` (also as :class:`UCRDataModule` and :class:`UEADataModule`,
 subclasses that only rename it after the archives) reads both files when it is
@@ -48,27 +48,9 @@ from torch.utils.data import Dataset
 from lightning_sparse._validation import check_bool
 from lightning_sparse.data.base import DataModule, check_count
 from lightning_sparse.data.splits import stratified_take
-from lightning_sparse.data.timeseries.formats import (
-    SeriesCollection,
-    read_arff,
-    read_series_file,
-    read_ts,
-    read_tsv,
-)
+from lightning_sparse.data.timeseries.formats import SeriesCollection, read_series_file
 
-__all__ = [
-    "BUNDLED_DATASETS",
-    "SeriesCollection",
-    "TimeSeriesDataModule",
-    "UCRDataModule",
-    "UEADataModule",
-    "dsn_batch_size",
-    "read_arff",
-    "read_series_file",
-    "read_ts",
-    "read_tsv",
-    "znormalize",
-]
+__all__ = ["BUNDLED_DATASETS", "TimeSeriesDataModule", "UCRDataModule", "UEADataModule", "dsn_batch_size", "znormalize"]
 
 BUNDLED_DATASETS: tuple[str, ...] = (
     "ACSF1", "ArrowHead", "BasicMotions", "GunPoint", "ItalyPowerDemand", "JapaneseVowels",
