@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["check_bool", "check_choice", "check_int", "check_number", "check_patterns", "check_step"]
+__all__ = ["preview", "check_bool", "check_choice", "check_int", "check_number", "check_patterns", "check_step"]
 
 
 def check_choice(name: str, value: Any, allowed: Iterable[Any], extra: str = "") -> Any:
@@ -153,3 +153,15 @@ def check_patterns(name: str, value: Any) -> list[str] | None:
     if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
         return list(value)
     raise ValueError(f"`{name}` must be a glob string or a list of glob strings, got {value!r}.")
+
+
+def preview(names: Iterable[str], limit: int = 8) -> str:
+    """The first ``limit`` names, comma-separated, for an error message.
+
+    Examples:
+        >>> preview(["a", "b", "c"], limit=2)
+        'a, b, ... (3 in all)'
+    """
+    names = list(names)
+    more = f", ... ({len(names)} in all)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more

@@ -34,6 +34,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lightning_sparse._validation import check_bool, check_choice, check_int, check_number, check_patterns
+from lightning_sparse.callbacks._mask_state import MaskState
 from lightning_sparse.callbacks._summary import SummaryRow, render_sparsity_table
 from lightning_sparse.core import (
     DISTRIBUTIONS,
@@ -42,10 +43,7 @@ from lightning_sparse.core import (
     WEIGHT_INITS,
     MaskSet,
     SparseTarget,
-    density_counts,
     find_targets,
-    layer_densities,
-    mapped_densities,
     reset_optimizer_state,
     sparse_init_,
 )
@@ -56,7 +54,7 @@ __all__ = ["SparseMaskCallback"]
 REGION_SOURCES = ("model",)
 
 
-class SparseMaskCallback(Callback):
+class SparseMaskCallback(MaskState, Callback):
     """Base of the callbacks that hold masks (see the module docstring); satisfies
     :class:`~lightning_sparse.callbacks.MaskProvider`.
 
@@ -215,89 +213,6 @@ class SparseMaskCallback(Callback):
         """Whether the dense gradient is read at every step (then nothing can be held sparse)."""
         return False
 
-    # ------------------------------------------------------------------ public views
-    @property
-    def sparse_names(self) -> frozenset[str]:
-        """Qualified names of the sparsified parameters (resolved in ``setup``)."""
-        return frozenset(self._targets)
-
-    @property
-    def targets(self) -> dict[str, SparseTarget]:
-        """Name -> :class:`~lightning_sparse.core.targets.SparseTarget` of every sparsified parameter."""
-        return dict(self._targets)
-
-    @property
-    def masks(self) -> dict[str, Tensor]:
-        """Qualified parameter name -> bool mask of the parameter's shape."""
-        ms = self._maskset
-        return {} if ms is None else {n: ms.full(n) for n in ms}
-
-    @property
-    def ever_active(self) -> dict[str, Tensor]:
-        """Name -> unit mask of the positions that were ever active."""
-        return {} if self._maskset is None else {n: m.clone() for n, m in self._maskset.ever.items()}
-
-    @property
-    def active_counts(self) -> dict[str, int]:
-        """Active mask units per parameter now."""
-        ms = self._maskset
-        return {} if ms is None else {n: ms.active(n) for n in ms}
-
-    @property
-    def target_counts(self) -> dict[str, int]:
-        """Active mask units per parameter at the target sparsity."""
-        return dict(self._final_counts)
-
-    @property
-    def densities(self) -> dict[str, float]:
-        """Realised density per sparsified parameter."""
-        return {} if self._maskset is None else self._maskset.densities()
-
-    @property
-    def target_densities(self) -> dict[str, float]:
-        """Density per parameter at the target sparsity (a share of the whole parameter)."""
-        return {n: d * self._bases[n] / self._targets[n].num_units for n, d in self._target_densities.items()}
-
-    @property
-    def region_density(self) -> float:
-        """Share of active positions over the allowed regions of all parameters (whole parameters
-        where there is no region); logged as ``sparsity/region_density``."""
-        if self._maskset is None:
-            return float("nan")
-        active = sum(self._maskset.active(n) * t.unit_size for n, t in self._targets.items())
-        return active / sum(t.capacity * t.unit_size for t in self._targets.values())
-
-    @property
-    def region_densities(self) -> dict[str, float]:
-        """Realised density per parameter inside its allowed region (the whole parameter if none)."""
-        ms = self._maskset
-        return {} if ms is None else {n: ms.active(n) / t.capacity for n, t in self._targets.items()}
-
-    @property
-    def global_density(self) -> float:
-        """Share of active positions over all sparsified parameters (in elements)."""
-        return float("nan") if self._maskset is None else self._maskset.global_density()
-
-    @property
-    def exploration_rate(self) -> float:
-        """In-time over-parameterisation rate: share of positions ever active (Liu et al. 2021)."""
-        return float("nan") if self._maskset is None else self._maskset.exploration_rate()
-
-    @property
-    def num_updates(self) -> int:
-        """Topology updates done so far (a training step with an update counts once)."""
-        return self._num_updates
-
-    @property
-    def skipped_updates(self) -> int:
-        """Updates skipped because the step's gradients were not finite."""
-        return self._skipped_updates
-
-    @property
-    def held(self) -> frozenset[str]:
-        """Names of the sparse parameters currently held elsewhere (see :meth:`hold`)."""
-        return frozenset(self._held)
-
     # ------------------------------------------------------------------ setup
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -321,95 +236,6 @@ class SparseMaskCallback(Callback):
         self._final_counts = self.counts(self._target_densities)
         if self._maskset is not None and not self._masks_fit():  # a new model: draw new masks
             self._maskset = None
-
-    def _refuse_shared_claims(self, trainer: Trainer) -> None:
-        for other in trainer.callbacks:
-            if other is self or not isinstance(other, SparseMaskCallback):
-                continue
-            shared = sorted(self.sparse_names & other.sparse_names)
-            if shared:
-                raise ValueError(
-                    f"{type(self).__name__} and {type(other).__name__} both claim {shared[:5]}; a parameter "
-                    "can have one mask owner: split them with `include`/`exclude`."
-                )
-
-    def _masks_fit(self) -> bool:
-        """Whether the masks of an earlier `fit` belong to the current targets (names, shapes, regions)."""
-        ms = self._maskset
-        if set(ms.targets) != set(self._targets):
-            return False
-        for n, t in self._targets.items():
-            if ms.targets[n].unit_shape != t.unit_shape:
-                return False
-            if t.allowed is not None and bool((ms[n] & ~t.allowed.to(ms[n].device)).any()):
-                return False
-        return True
-
-    def _regions(self, pl_module: LightningModule) -> Mapping[str, Tensor] | None:
-        if not isinstance(self.allowed_regions, str):
-            return self.allowed_regions
-        regions = getattr(pl_module, "allowed_regions", None)
-        if not callable(regions):
-            raise ValueError(
-                f"`allowed_regions='model'` calls the LightningModule's `allowed_regions()`, but "
-                f"{type(pl_module).__name__} defines none; define it or pass a mapping {{name: region}}."
-            )
-        regions = regions()
-        if not isinstance(regions, Mapping):
-            raise ValueError(
-                f"`allowed_regions='model'`: {type(pl_module).__name__}.allowed_regions() must return a mapping "
-                f"{{name: region}}, got {type(regions).__name__}."
-            )
-        return regions
-
-    def _densities(self, sparsity: float) -> dict[str, float]:
-        """Density per parameter, as a share of its base: its allowed region with
-        ``density_within_regions``, else the whole parameter (capped at the region's share)."""
-        shapes = {n: t.shape for n, t in self._targets.items()}
-        if self.density_within_regions:
-            caps = None
-            sizes = {n: self._bases[n] * t.unit_size for n, t in self._targets.items()}
-        else:
-            caps = {n: t.capacity / t.num_units for n, t in self._targets.items()}
-            sizes = None
-        if isinstance(self.distribution, dict):
-            dens = mapped_densities(list(shapes), self.distribution)
-            return dens if caps is None else {n: min(d, caps[n]) for n, d in dens.items()}
-        return layer_densities(shapes, 1.0 - sparsity, self.distribution, caps, self.erk_power_scale, sizes)
-
-    def counts(self, densities: Mapping[str, float]) -> dict[str, int]:
-        """Exact active units per parameter for densities relative to the bases."""
-        t = self._targets
-        return density_counts(densities, self._bases, {n: t[n].unit_size for n in t}, {n: t[n].capacity for n in t})
-
-    # ------------------------------------------------------------------ training steps
-    def training_step_index(self, trainer: Trainer, next_batch: bool = False) -> int:
-        """The training step the current batch (or the next one) belongs to (module docstring)."""
-        if self._automatic:
-            return trainer.global_step
-        return trainer.fit_loop.total_batch_idx + int(next_batch)
-
-    def total_training_steps(self, trainer: Trainer) -> float:
-        """Length of training in training steps (``inf`` when unknown)."""
-        total = trainer.estimated_stepping_batches
-        if not self._automatic and trainer.max_steps not in (-1, None):
-            # `max_steps` counts optimizer steps: assume every optimizer steps once per batch
-            total = min(total, math.ceil(trainer.max_steps / max(len(trainer.optimizers), 1)))
-        return total
-
-    def will_update(self, step: int) -> bool:
-        """Whether a topology update is due at training step ``step``; ``False`` before
-        ``on_fit_start`` (the update itself may still be skipped on non-finite gradients)."""
-        return self._maskset is not None and self._is_due(step)
-
-    def needs_dense_gradients(self, trainer: Trainer, next_batch: bool = False) -> bool:
-        """:class:`MaskProvider`: whether the current (or next) batch's step may update."""
-        return self.will_update(self.training_step_index(trainer, next_batch))
-
-    def _is_due(self, step: int) -> bool:
-        if self._due[0] != step:
-            self._due = (step, bool(self.should_update(step)))
-        return self._due[1]
 
     # ------------------------------------------------------------------ fit start
     @override
@@ -558,32 +384,6 @@ class SparseMaskCallback(Callback):
                 f"{self._label()}: masks differ between DDP ranks after a topology update "
                 f"(checksums {gathered.tolist()}); make the model deterministic across ranks."
             )
-
-    # ------------------------------------------------------------------ held parameters
-    def hold(self, names: Sequence[str]) -> None:
-        """Hand sparse parameters over to another component, e.g. truly sparse layers.
-
-        Until :meth:`release`, this callback leaves them alone: no mask applied after the
-        optimizer step, no gradient zeroed, no topology update; their masks stay as they are.
-        The holder keeps their non-zeros exactly on those masks, trains them as the masked
-        parameter would be trained, and releases them, with their values and optimizer state
-        back in the original parameter objects, before the accumulation window of every step
-        for which :meth:`needs_dense_gradients` is true (a RuntimeError is raised otherwise).
-
-        Raises:
-            ValueError: a name that is not a sparsified parameter of this callback.
-        """
-        unknown = sorted(set(names) - set(self._params))
-        if unknown:
-            raise ValueError(f"`names` must be sparsified parameters {sorted(self._params)[:5]}..., got {unknown[:5]}.")
-        self._held.update(names)
-
-    def release(self, names: Sequence[str]) -> None:
-        """Take back parameters handed over with :meth:`hold` (unknown names are ignored)."""
-        self._held.difference_update(names)
-
-    def _free(self, names) -> list[str]:
-        return [n for n in names if n not in self._held]
 
     # ------------------------------------------------------------------ logging and summary
     @override

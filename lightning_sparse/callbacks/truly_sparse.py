@@ -2,54 +2,22 @@
 
 "Nerva: a Truly Sparse Implementation of Neural Networks" (Wesselink et al., 2024,
 arXiv:2407.17437) stores only the non-zeros of a sparse layer and trains them with sparse
-products, so time and memory shrink with density instead of staying those of the dense model.
-:class:`TrulySparse` is that second execution mode for the masks of any sparse-training method:
-when training starts it swaps each sparse enough ``nn.Linear`` for a
-:class:`~lightning_sparse.nn.SparseLinear`, and the optimizer's parameter and per-parameter state
-(momentum, Adam moments) for their values, so training continues exactly as the masked model
-would (up to floating point).
+products. :class:`TrulySparse` is that second execution mode for the masks of any mask provider
+(:class:`~lightning_sparse.callbacks.MaskProvider`: dynamic sparse training, pruning, ...; else
+the zeros of the weights): when training starts it swaps each sparse enough ``nn.Linear`` for a
+:class:`~lightning_sparse.nn.SparseLinear`, and the optimizer's parameter and state for their
+values, so training continues exactly as the masked model would (up to floating point).
 
-Where the masks come from: every mask provider in the same Trainer (any callback satisfying
-:class:`~lightning_sparse.callbacks.MaskProvider`: dynamic sparse training, pruning, ...), else
-the zeros of the weights (a statically pruned model).
-
-Dynamic topologies: SparseLinear computes no gradient outside its pattern, but RigL grows where
-the *dense* gradient is large. So for the accumulation window of every step at which a provider
-may update (``needs_dense_gradients``), the layers go back to masked dense:
-the original ``nn.Linear`` module and weight ``Parameter`` objects return (the weight's storage
-is freed while sparse), so the provider's references and the optimizer's stay valid; it runs its
-normal update on real dense gradients; after the step the layers convert again with the new
-masks. While a layer is sparse, its provider leaves it alone (``hold`` / ``release``). With
-``update_interval`` steps between updates the round trip costs about one dense step per interval.
-
-When: in ``on_train_start``, after Lightning 2.6 has restored the checkpoint's weights *and*
-optimizer state (``on_fit_start`` comes before the optimizer restore), so the sanity-check
-validation still runs on the masked model. Later validation runs on the sparse layers;
-``validate``/``test``/``predict`` outside ``fit`` convert for their duration. After ``fit`` the
-original ``nn.Linear`` modules return (or, with ``keep_sparse_after_fit``, the sparse ones stay).
-Under DDP the module is already wrapped by then, and DDP registers its parameters when it wraps:
-after every conversion the LightningModule is wrapped again (the strategy's ``configure_ddp``);
-the CSR index buffers, equal on every rank, are excluded from DDP's buffer broadcast.
-
-Checkpoints are written dense: ``<layer>.values`` and the CSR buffers become ``<layer>.weight``
-and the optimizer state becomes weight-shaped (zero outside the mask), so a checkpoint loads
-into the plain model (``model.load_state_dict(ckpt["state_dict"])``) and resuming with the
-callback continues exactly; the callback's own state holds the bit-packed masks when no DST
-callback keeps them.
-
-Default ``max_density`` (0.2): the crossover of a simple model, step time of a sparse layer
-``a + b * density`` against a constant dense time. Forward + backward of a 3072 -> 1024 layer at
-batch 100 on a 2-core CPU: with torch's sparse ops SparseLinear is 7.4x faster than masked dense
-at density 0.01, 1.9x at 0.1 and 2-3x slower at 0.5, hence ``a = 0.09``, ``b = 4.35`` (dense = 1)
-and a crossover at density 0.21; the numba kernels move it to about 0.4 (17x at 0.01, 2x at 0.2,
-0.9x at 0.5). Memory agrees: a non-zero costs its value plus four int32 indices (CSR, its
-transpose and the permutation), 20 bytes, against 5 bytes per dense weight and mask byte; 24
-against 9 with SGD momentum and 28 against 13 with Adam (crossover 0.25 - 0.46). Layers with
-fewer than ``min_weights`` weights stay dense too (per-call overhead dominates tiny layers).
-
-Deviations from Nerva: only ``nn.Linear`` layers become sparse (Nerva is an MLP library);
-other layers stay masked dense. Mixed precision: SparseLinear computes in its values' dtype
-(float32) outside autocast, so ``bf16-mixed`` runs the sparse layers in float32.
+For the accumulation window of every step at which a provider may update the masks
+(``needs_dense_gradients``), the original ``nn.Linear`` modules and weight ``Parameter`` objects
+come back (dense gradients for RigL's growth), and the layers convert again after the step;
+while a layer is sparse its provider leaves it alone (``hold`` / ``release``). Conversion
+happens in ``on_train_start``, after Lightning restored the checkpoint's weights and optimizer
+state; under DDP the module is wrapped again after every conversion. Checkpoints are written
+dense (``<layer>.weight`` and weight-shaped optimizer state), so they load into the plain model.
+``max_density`` (0.2) is the measured crossover against masked dense on a 2-core CPU. Only
+``nn.Linear`` layers become sparse; ``bf16-mixed`` runs the sparse layers in float32. The design
+and its measurements: ``docs/truly_sparse.md``.
 """
 
 from __future__ import annotations
@@ -64,14 +32,16 @@ from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_debug, rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
 from typing_extensions import override
 
+from lightning_sparse._validation import preview
+from lightning_sparse.callbacks._ddp_rewrap import DDPRewrap
 from lightning_sparse.callbacks.mask_provider import MaskProvider, mask_providers
 from lightning_sparse.core import pack_mask, unpack_mask
 from lightning_sparse.nn import (
     SparseLinear,
-    convert_param_state,
+    dense_optimizer_state,
+    dense_state_dict,
     linear_to_sparse,
     memory_report,
     replace_optimizer_param,
@@ -82,7 +52,6 @@ from lightning_sparse.nn import (
 __all__ = ["DEFAULT_MAX_DENSITY", "TrulySparse"]
 
 DEFAULT_MAX_DENSITY = 0.2
-_NO_ATTR = object()
 
 
 @dataclass
@@ -162,7 +131,7 @@ class TrulySparse(Callback):
         self._loaded: dict[str, Any] | None = None
         self._pending_convert = False
         self._pending_log: dict[str, float] = {}
-        self._ddp_ignore: Any = _NO_ATTR
+        self._ddp = DDPRewrap()
         self._conversions = 0
         self.memory: dict[str, int] = {}
 
@@ -206,7 +175,7 @@ class TrulySparse(Callback):
             for glob in globs or ():
                 if not any(fnmatch.fnmatchcase(n, glob) for n in names):
                     raise ValueError(
-                        f"`{arg}` pattern {glob!r} matches no nn.Linear weight; the weights are: {_preview(names)}."
+                        f"`{arg}` pattern {glob!r} matches no nn.Linear weight; the weights are: {preview(names, limit=6)}."
                     )
         if self.include is not None:
             names = [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in self.include)]
@@ -215,7 +184,7 @@ class TrulySparse(Callback):
         if not names:
             raise ValueError(
                 f"`TrulySparse` has no candidate layer left (include={self.include}, exclude={self.exclude}, "
-                f"min_weights={self.min_weights}); nn.Linear weights: {_preview(list(linears))}."
+                f"min_weights={self.min_weights}); nn.Linear weights: {preview(list(linears), limit=6)}."
             )
         return names
 
@@ -233,8 +202,8 @@ class TrulySparse(Callback):
             if not targets.intersection(self._candidates):
                 raise ValueError(
                     "`TrulySparse` candidates and the mask providers' parameters do not overlap: no masked "
-                    f"nn.Linear weight to convert (candidates: {_preview(self._candidates)}; "
-                    f"masked: {_preview(sorted(targets))})."
+                    f"nn.Linear weight to convert (candidates: {preview(self._candidates, limit=6)}; "
+                    f"masked: {preview(sorted(targets), limit=6)})."
                 )
 
     # ------------------------------------------------------------------ masks
@@ -261,7 +230,7 @@ class TrulySparse(Callback):
             if not masks:
                 raise ValueError(
                     "`TrulySparse` found no masked nn.Linear (no zero in the weights of "
-                    f"{_preview(self._candidates)}) and no DynamicSparseTraining callback gives masks; prune the "
+                    f"{preview(self._candidates, limit=6)}) and no DynamicSparseTraining callback gives masks; prune the "
                     "model first or add DynamicSparseTraining."
                 )
             for n, m in masks.items():
@@ -412,29 +381,11 @@ class TrulySparse(Callback):
             provider.release(names)
         self._rewrap_ddp(trainer, pl_module)
         if not self._held:
-            self._restore_ddp_ignore(pl_module)
+            self._ddp.restore(pl_module)
 
     def _rewrap_ddp(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """DDP registers its parameters when it wraps the module: wrap the changed module again."""
-        strategy = trainer.strategy
-        if not isinstance(strategy, DDPStrategy) or not isinstance(strategy.model, DistributedDataParallel):
-            return
-        if self._ddp_ignore is _NO_ATTR:
-            self._ddp_ignore = getattr(pl_module, "_ddp_params_and_buffers_to_ignore", None)
-        # the CSR buffers follow from the masks, equal on every rank: no broadcast before each forward
         buffers = [f"{h.module_name}.{b}" for h in self._held.values() for b, _ in h.sparse.named_buffers()]
-        pl_module._ddp_params_and_buffers_to_ignore = list(self._ddp_ignore or []) + buffers
-        strategy.model = pl_module
-        strategy.configure_ddp()
-
-    def _restore_ddp_ignore(self, pl_module: LightningModule) -> None:
-        if self._ddp_ignore is _NO_ATTR:
-            return
-        if self._ddp_ignore is None:
-            pl_module.__dict__.pop("_ddp_params_and_buffers_to_ignore", None)
-        else:
-            pl_module._ddp_params_and_buffers_to_ignore = self._ddp_ignore
-        self._ddp_ignore = _NO_ATTR
+        self._ddp.rewrap(trainer, pl_module, buffers)
 
     def _report(self, trainer: Trainer, pl_module: LightningModule, converted: list[str]) -> None:
         self.memory = memory_report(pl_module, trainer.optimizers)
@@ -459,33 +410,11 @@ class TrulySparse(Callback):
         """Write the held layers dense: ``<layer>.weight`` and weight-shaped optimizer state."""
         if not self._held:
             return
-        state = checkpoint.get("state_dict")
-        if state is not None:
-            by_prefix = {f"{h.module_name}.": h for h in self._held.values()}
-            dense = type(state)()
-            for key, value in state.items():
-                prefix, _, leaf = key.rpartition(".")
-                held = by_prefix.get(prefix + ".")
-                if held is None:
-                    dense[key] = value
-                elif leaf == "values":
-                    dense[f"{prefix}.weight"] = held.sparse.dense_weight()
-                elif leaf == "bias":
-                    dense[key] = value
-                # the CSR buffers are dropped
-            checkpoint["state_dict"] = dense
+        layers = {h.module_name: h.sparse for h in self._held.values()}
+        if checkpoint.get("state_dict") is not None:
+            checkpoint["state_dict"] = dense_state_dict(checkpoint["state_dict"], layers)
         for opt, packed in zip(trainer.optimizers, checkpoint.get("optimizer_states", [])):
-            flat = [p for g in opt.param_groups for p in g["params"]]
-            groups = {i: g for g, pg in zip(opt.param_groups, packed["param_groups"]) for i in pg["params"]}
-            new_state = dict(packed["state"])
-            for held in self._held.values():
-                index = next((i for i, p in enumerate(flat) if p is held.sparse.values), None)
-                if index is None or index not in new_state:
-                    continue
-                new_state[index] = convert_param_state(
-                    new_state[index], held.sparse.values.shape, held.sparse.mask(), to_dense=True, group=groups[index]
-                )
-            packed["state"] = new_state
+            packed["state"] = dense_optimizer_state(opt, packed, layers.values())
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -508,8 +437,3 @@ def _fmt_bytes(n: int) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
         n /= 1024
     return f"{n:.2f} GiB"
-
-
-def _preview(names: list[str], limit: int = 6) -> str:
-    more = f", ... ({len(names)} in all)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from lightning_sparse._validation import preview
+
 GRANULARITIES = ("element", "kernel")
 DEFAULT_MODULE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.modules.conv._ConvNd)
 
@@ -157,10 +159,10 @@ def find_targets(
             hits = {n for n in params if fnmatch.fnmatchcase(n, pattern)}
             if not hits:
                 frozen = [n for n in all_params if n not in params and fnmatch.fnmatchcase(n, pattern)]
-                why = f" that trains (only frozen ones: {_preview(frozen)}; pass include_frozen=True)" if frozen else ""
+                why = f" that trains (only frozen ones: {preview(frozen)}; pass include_frozen=True)" if frozen else ""
                 raise ValueError(
                     f"`include` pattern {pattern!r} matches no parameter{why}. "
-                    f"Parameter names look like: {_preview(params)}."
+                    f"Parameter names look like: {preview(params)}."
                 )
             selected |= hits
     else:
@@ -179,7 +181,7 @@ def find_targets(
         raise ValueError(
             f"{type(module).__name__} has no sparsifiable parameter (include={include}, exclude={exclude}); "
             f"by default the weights of {[t.__name__ for t in module_types]} are sparsified. "
-            f"Parameters: {_preview(params)}."
+            f"Parameters: {preview(params)}."
         )
     regions = dict(allowed_regions or {})
     unknown = set(regions) - selected
@@ -233,9 +235,3 @@ def _check_region(
         raise ValueError(f"`allowed_regions[{name!r}]` allows no position.")
     groups = region.to(torch.int64).clone() if labelled else None
     return allowed.clone(), groups
-
-
-def _preview(params: Mapping[str, object], limit: int = 8) -> str:
-    names = list(params)
-    more = f", ... ({len(names)} in all)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more

@@ -6,6 +6,8 @@ arXiv:2407.17437).
 
 from lightning_sparse.nn.convert import (
     convert_param_state,
+    dense_optimizer_state,
+    dense_state_dict,
     linear_to_sparse,
     memory_report,
     replace_optimizer_param,
@@ -19,6 +21,8 @@ from lightning_sparse.nn.sparse_linear import SparseLinear, csr_structure, trans
 __all__ = [
     "SparseLinear",
     "convert_param_state",
+    "dense_optimizer_state",
+    "dense_state_dict",
     "csr_structure",
     "linear_to_sparse",
     "memory_report",

@@ -24,6 +24,8 @@ from lightning_sparse.nn.sparse_linear import SparseLinear
 
 __all__ = [
     "convert_param_state",
+    "dense_optimizer_state",
+    "dense_state_dict",
     "linear_to_sparse",
     "memory_report",
     "replace_optimizer_param",
@@ -304,6 +306,48 @@ def convert_param_state(
                 value = value[mask_d]
         converted[key] = value
     return converted
+
+
+def dense_state_dict(state: Mapping[str, Tensor], layers: Mapping[str, SparseLinear]) -> dict[str, Tensor]:
+    """A model ``state_dict`` with the :class:`SparseLinear` layers written as ``nn.Linear``.
+
+    ``layers`` maps module names to the sparse layers: their ``values`` become a dense
+    ``<name>.weight`` (zeros outside the pattern), the CSR buffers are dropped and every other
+    entry is kept, so the result loads into the plain dense model. The order of the entries is
+    kept (with the same mapping type as ``state``).
+
+    Examples:
+        >>> layer = SparseLinear.from_dense(nn.Linear(3, 2), torch.eye(2, 3, dtype=torch.bool))
+        >>> sorted(dense_state_dict(nn.Sequential(layer).state_dict(), {"0": layer}))
+        ['0.bias', '0.weight']
+    """
+    dense = type(state)()
+    for key, value in state.items():
+        prefix, _, leaf = key.rpartition(".")
+        layer = layers.get(prefix)
+        if layer is None or leaf == "bias":
+            dense[key] = value
+        elif leaf == "values":
+            dense[f"{prefix}.weight"] = layer.dense_weight()
+        # the CSR index buffers are dropped
+    return dense
+
+
+def dense_optimizer_state(
+    optimizer: torch.optim.Optimizer, packed: Mapping[str, object], layers: Iterable[SparseLinear]
+) -> dict[int, object]:
+    """The ``"state"`` of ``optimizer.state_dict()`` (``packed``) with the state of every sparse
+    layer's ``values`` scattered to the dense weight's shape (:func:`convert_param_state`), so
+    the optimizer state loads next to :func:`dense_state_dict`."""
+    flat = [p for g in optimizer.param_groups for p in g["params"]]
+    groups = {i: g for g, pg in zip(optimizer.param_groups, packed["param_groups"]) for i in pg["params"]}
+    new_state = dict(packed["state"])
+    for layer in layers:
+        index = next((i for i, p in enumerate(flat) if p is layer.values), None)
+        if index is None or index not in new_state:
+            continue
+        new_state[index] = convert_param_state(new_state[index], layer.values.shape, layer.mask(), True, groups[index])
+    return new_state
 
 
 def _nbytes(t: Tensor) -> int:
