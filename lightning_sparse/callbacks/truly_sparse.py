@@ -82,13 +82,13 @@ class TrulySparse(Callback):
             default the original ``nn.Linear`` layers return (zeros outside the masks) and the
             optimizer holds their weights again.
         sparse_eval: also convert for ``validate``/``test``/``predict`` outside ``fit`` (masks
-            from DST when it has them, else from the weights' zeros), converting back after.
+            from the mask providers when they have them, else from the weights' zeros), converting back after.
         backend: kernel choice of the :class:`~lightning_sparse.nn.SparseLinear` layers.
 
     Raises:
         ValueError: an invalid argument (here) or, before training starts, an unsupported
             strategy, a glob matching no ``nn.Linear`` weight, no masked ``nn.Linear`` at all, or
-            DST growing by momentum (it needs the dense gradient at every step).
+            a mask provider reading dense gradients at every step (DST growing by momentum).
 
     Examples:
         >>> cb = TrulySparse(max_density=0.1, exclude=["*fc.weight"])
@@ -230,14 +230,14 @@ class TrulySparse(Callback):
             if not masks:
                 raise ValueError(
                     "`TrulySparse` found no masked nn.Linear (no zero in the weights of "
-                    f"{preview(self._candidates, limit=6)}) and no DynamicSparseTraining callback gives masks; prune the "
-                    "model first or add DynamicSparseTraining."
+                    f"{preview(self._candidates, limit=6)}) and no mask provider gives masks; prune the model first "
+                    "or add a mask-holding callback such as DynamicSparseTraining."
                 )
             for n, m in masks.items():
                 if m.float().mean() > self.max_density:
                     rank_zero_warn(
                         f"TrulySparse: {n} (density {float(m.float().mean()):.3f} > max_density={self.max_density}) "
-                        "stays dense and, without DynamicSparseTraining, its zeros will fill in during training."
+                        "stays dense and, without a mask provider, its zeros will fill in during training."
                     )
             self._static_masks = masks
         return self._static_masks
@@ -267,7 +267,7 @@ class TrulySparse(Callback):
 
     @override
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        if self._due(trainer, next_batch=False):  # DST updates at the end of this accumulation window: dense gradients
+        if self._due(trainer, next_batch=False):  # a mask update at the end of this window: dense gradients
             if self._held:
                 self._release(trainer, pl_module, list(self._held), trainer.optimizers)
             self._pending_convert = True
