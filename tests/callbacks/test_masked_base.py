@@ -239,3 +239,21 @@ def test_every_mask_holder_is_a_provider_and_truly_sparse_uses_any(tmp_path):
     assert holder.held == frozenset()  # handed back after fit
     for n, m in holder.masks.items():  # the dense layers are back, zero outside the masks
         assert not dict(model.named_parameters())[n][~m].any()
+
+
+def test_a_new_method_is_one_preset(tmp_path):
+    """Registering a preset is all a new prune-and-grow method needs."""
+    from lightning_sparse.core.methods import METHOD_PRESETS, MethodPreset, register_method
+
+    register_method(MethodPreset("magnitude_random", "magnitude", "random", 0.2, "linear", 1.0))
+    try:
+        seed_everything(0)
+        dst = DynamicSparseTraining(method="magnitude_random", sparsity=0.8, update_interval=4, summary=False)
+        assert (dst.drop_fraction, dst.drop_schedule, dst.grow_criterion) == (0.2, "linear", "random")
+        trainer(tmp_path, [dst], max_steps=12).fit(TinyNet())
+        assert dst.num_updates == 2  # steps 4 and 8 (12 is the end)
+        assert dst.active_counts == dst.target_counts
+    finally:
+        del METHOD_PRESETS["magnitude_random"]
+    with pytest.raises(ValueError, match=r"`method` must be one of .* got 'magnitude_random'"):
+        DynamicSparseTraining(method="magnitude_random")
