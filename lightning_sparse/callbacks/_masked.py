@@ -171,6 +171,12 @@ class SparseMaskCallback(MaskState, Callback):
         self._expect_post: set[int] = set()
         self._warned_outside = False
 
+    @property
+    @override
+    def state_key(self) -> str:
+        """Unique per class and parameter selection, so several mask holders can coexist."""
+        return self._generate_state_key(include=self.include, exclude=self.exclude)
+
     # ------------------------------------------------------------------ what subclasses decide
     def start_sparsity(self) -> float:
         """Sparsity of the first masks (the target by default; gradual methods start denser)."""

@@ -186,11 +186,6 @@ class DynamicSparseTraining(SparseMaskCallback):
         self._prune_now: tuple[int, bool] = (-1, False)
         self._step_keep: tuple[int, dict[str, int]] = (-1, {})
 
-    @property
-    @override
-    def state_key(self) -> str:
-        return self._generate_state_key(include=self.include, exclude=self.exclude)
-
     # ------------------------------------------------------------------ public views
     @property
     def interval(self) -> int:
