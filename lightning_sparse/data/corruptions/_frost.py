@@ -1,9 +1,23 @@
-"""Procedural ice-crystal textures standing in for the frost photographs of ImageNet-C.
+"""Frost layers: the published frost photographs, or procedural ice textures as a fallback.
 
-The reference blends images with random crops of six photographs of frost on glass
-(``frost1.png`` .. ``frost6.jpg``, of which only the first five are ever drawn). Those photos are
-not available here, so the frost corruption uses a fixed bank of ``FROST_BANK_SIZE`` textures
-generated on first use from fixed seeds (identical on every machine, nothing is downloaded):
+The published generators blend images with random crops of photographs of frost on glass
+(``frost1.png`` .. ``frost6.jpg``; ``np.random.randint(5)`` means only the first five are ever
+drawn, and ``frost2.png`` and ``frost3.png`` are the same picture). Those photos ship inside the
+``imagecorruptions`` distribution (a declared dependency). :func:`frost_photos` reads them from
+the installed files with PIL, without importing that package (its code needs numpy 1), and
+converts them to RGB (alpha dropped), which is what the scripts' ``cv2.imread(...)[..., [2, 1,
+0]]`` gives. Their mean brightness is 0.48-0.81 of full scale.
+
+:func:`frost_texture` returns photo ``index`` resized by the preset's factor (0.2 for CIFAR,
+with OpenCV's ``INTER_LINEAR`` rule and no anti-aliasing, as ``make_cifar_c.py`` does; 1 for
+ImageNet). When the resized photo is smaller than the image (images larger than about 300
+pixels with the ImageNet constants, larger than about 60 with the CIFAR ones), the factor is
+raised until it covers the image, as the ``imagecorruptions`` package does; crystals then look
+coarser than in the published 224- and 32-pixel crops.
+
+Fallback: when the ``imagecorruptions`` files are not installed, a fixed bank of
+``FROST_BANK_SIZE`` procedural textures is generated on first use from fixed seeds (identical
+on every machine, nothing is downloaded):
 
 * a soft fractal haze (value noise over six octaves) for the frosted background,
 * dendritic ice crystals: stems that fork at +-60 degrees (the hexagonal habit of ice), twice
@@ -11,28 +25,27 @@ generated on first use from fixed seeds (identical on every machine, nothing is 
 * a sharp copy of the crystals and a blurred glow of them, and fine grain,
 * a cold tint (blue channel brightest), giving a mean brightness of about 0.4 of full scale.
 
-How they differ from the photos: the crystals are idealised (straight stems, regular
-60-degree branching, uniform density over the texture), there is no lighting gradient, lens
-blur or background colour from a real scene, and the brightness statistics were set by eye to
-resemble frost on glass, not measured on the published files. Frost error rates are therefore
-comparable between models evaluated with this package, not with published CIFAR-10-C or
-ImageNet-C frost numbers.
-
-Textures are generated at "photo scale" (crystals sized for 224-pixel crops) with a side of at
-least 512 pixels, then resized with OpenCV's ``INTER_LINEAR`` rule (no anti-aliasing, which at
-0.2 amounts to taking every fifth pixel) for the CIFAR preset, as its script does.
+They are idealised (straight stems, regular branching, even density, no lighting gradient or
+lens blur) and darker than the photos: frost made from them changes images by only about
+0.55-0.65 of the published amount, so frost error rates obtained with the fallback are not
+comparable with published CIFAR-10-C or ImageNet-C frost numbers. :func:`frost_source` says
+which source is in use.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import math
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-FROST_BANK_SIZE = 5
+FROST_BANK_SIZE = 5  # the scripts draw np.random.randint(5) of their six photos
+FROST_PHOTOS = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg")
+_PHOTO_DISTRIBUTION = "imagecorruptions"
 _BANK_SEED = 1903_12261  # the arXiv id of the paper; fixed so the bank never changes
 _MIN_SIDE = 512
 _TINT = np.array([0.84, 0.93, 1.0])  # multiplies the grey texture: a cold, slightly blue white
@@ -122,6 +135,43 @@ def _resize_linear(image: np.ndarray, scale: float) -> np.ndarray:
     return np.rint(np.stack(channels, -1)).clip(0, 255).astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=1)
+def frost_photos() -> tuple[np.ndarray, ...] | None:
+    """The first ``FROST_BANK_SIZE`` published frost photos as read-only RGB ``uint8`` arrays.
+
+    Read once per process from the installed ``imagecorruptions`` distribution (its package is
+    never imported). ``None`` when the distribution or one of its photos is missing.
+    """
+    try:
+        distribution = importlib.metadata.distribution(_PHOTO_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    photos = []
+    for name in FROST_PHOTOS[:FROST_BANK_SIZE]:
+        path = Path(str(distribution.locate_file(f"imagecorruptions/frost/{name}")))
+        if not path.is_file():
+            return None
+        with Image.open(path) as image:
+            photo = np.array(image.convert("RGB"))
+        photo.setflags(write=False)
+        photos.append(photo)
+    return tuple(photos)
+
+
+def frost_source() -> str:
+    """``"photos"`` (the published frost photos) or ``"procedural"`` (the fallback bank)."""
+    return "photos" if frost_photos() is not None else "procedural"
+
+
+@functools.lru_cache(maxsize=32)
+def _photo_texture(index: int, scale: float) -> np.ndarray:
+    photo = frost_photos()[index]
+    if scale != 1.0:
+        photo = _resize_linear(photo, scale)
+        photo.setflags(write=False)
+    return photo
+
+
 @functools.lru_cache(maxsize=16)
 def _bank_texture(index: int, side: int, rescale: float) -> np.ndarray:
     texture = _generate(index, side)
@@ -131,23 +181,36 @@ def _bank_texture(index: int, side: int, rescale: float) -> np.ndarray:
     return texture
 
 
-def frost_texture(index: int, min_side: int, rescale: float = 1.0) -> np.ndarray:
-    """Texture ``index`` of the bank, resized by ``rescale``, with a side of at least ``min_side``.
+def frost_texture(index: int, height: int, width: int, rescale: float = 1.0) -> np.ndarray:
+    """Frost layer ``index``, resized by ``rescale``, at least ``height`` x ``width``.
 
-    Cached per process: generating one 512-pixel texture takes a few tens of milliseconds.
+    The published photo when installed (:func:`frost_photos`), else the procedural texture.
+    If the resized photo would not cover the image, the factor is raised until it does.
+    Cached per process.
 
     Args:
-        index: Which texture, ``0 <= index < FROST_BANK_SIZE``.
-        min_side: The returned square side is at least this (the image to corrupt).
-        rescale: Resize factor applied after generation (0.2 for the CIFAR preset).
+        index: Which photo / texture, ``0 <= index < FROST_BANK_SIZE``.
+        height: The image's height; the returned layer is at least this tall.
+        width: The image's width; the returned layer is at least this wide.
+        rescale: Resize factor (0.2 for the CIFAR preset, 1 for ImageNet).
 
     Returns:
-        A read-only ``uint8`` array ``(S, S, 3)`` with ``S >= min_side``.
+        A read-only ``uint8`` array ``(H, W, 3)`` with ``H >= height`` and ``W >= width``.
 
     Examples:
-        >>> frost_texture(0, 32, 0.2).shape
-        (102, 102, 3)
+        >>> layer = frost_texture(0, 32, 32, 0.2)
+        >>> layer.dtype, layer.shape[0] >= 32, layer.shape[1] >= 32
+        (dtype('uint8'), True, True)
     """
+    index, rescale = int(index), float(rescale)
+    photos = frost_photos()
+    if photos is not None:
+        ph, pw = photos[index].shape[:2]
+        scale = rescale
+        if round(ph * scale) < height or round(pw * scale) < width:
+            scale = max((height + 0.5) / ph, (width + 0.5) / pw)
+        return _photo_texture(index, scale)
+    min_side = max(height, width)
     side = max(_MIN_SIDE, int(math.ceil(min_side / rescale)) + 1)
     side = int(math.ceil(side / 64) * 64)  # few distinct sizes, so the cache stays small
-    return _bank_texture(int(index), side, float(rescale))
+    return _bank_texture(index, side, rescale)

@@ -132,7 +132,7 @@ class Preset:
         image_size: The side the constants were tuned for (32 or 224).
         fog_mapsize: Side of the diamond-square height map (32 in the CIFAR script, 256 in the
             ImageNet one); grown to the next power of two when an image is larger.
-        frost_rescale: Factor the frost texture is resized by before cropping (the CIFAR script
+        frost_rescale: Factor the frost photo is resized by before cropping (the CIFAR script
             shrinks its frost photos to 0.2; ImageNet crops them at full resolution).
         constants: Corruption name -> five per-severity entries.
     """

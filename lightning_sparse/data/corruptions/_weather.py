@@ -70,16 +70,18 @@ def fog(x: np.ndarray, c: tuple, rng: np.random.Generator, preset: Preset) -> np
 
 
 def frost(x: np.ndarray, c: tuple, rng: np.random.Generator, preset: Preset) -> np.ndarray:
-    """Blend ``image_weight * x + frost_weight * texture`` with a random crop of an ice texture.
+    """Blend ``image_weight * x + frost_weight * frost`` with a random crop of a frost photo.
 
-    One of the ``FROST_BANK_SIZE`` procedurally generated textures (:mod:`._frost`) is drawn,
-    resized by the preset's ``frost_rescale`` (0.2 for CIFAR, as the CIFAR script does with its
-    photos) and cropped at a random position. Grey images blend with the texture's luma.
+    One of the first ``FROST_BANK_SIZE`` published frost photos (:mod:`._frost`; procedural
+    textures when the photos are not installed) is drawn, resized by the preset's
+    ``frost_rescale`` (0.2 for CIFAR, as the CIFAR script does; enlarged further only if it
+    would not cover the image) and cropped at a random position. Grey images blend with the
+    photo's luma.
     """
     image_weight, frost_weight = c
     h, w, channels = x.shape
     index = int(rng.integers(FROST_BANK_SIZE))
-    texture = frost_texture(index, max(h, w), preset.frost_rescale)
+    texture = frost_texture(index, h, w, preset.frost_rescale)
     top = int(rng.integers(0, texture.shape[0] - h + 1))
     left = int(rng.integers(0, texture.shape[1] - w + 1))
     layer = texture[top: top + h, left: left + w] / 255.0
