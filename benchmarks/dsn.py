@@ -11,6 +11,8 @@ density 0.1), each with the archive's own train/test split, z-normalised per ser
 to the longest series. The two unequal-length problems (JapaneseVowels, PickupGestureWiimoteZ)
 give the networks each series' length, so padding never reaches the result; MiniRocket sees the
 same zero-padded arrays (its aeon implementation takes equal lengths only).
+``--data-dir DIR`` reads any other problem of the archive layout (``DIR/<Name>/<Name>_TRAIN.ts``
+and ``_TEST``, or ``.tsv`` / UCR-2015 ``.txt`` / ``.arff``) with the same settings by channel count.
 
 Methods, for every data set and seed:
 
@@ -52,13 +54,13 @@ Usage:
     python benchmarks/dsn.py --quick                      # 7.7 minutes on 2 shared CPU cores
     python benchmarks/dsn.py --accelerator gpu            # the paper's 1000 epochs and widths
     python benchmarks/dsn.py --quick --datasets GunPoint ArrowHead --seeds 0
+    python benchmarks/dsn.py --quick --data-dir /data/UCRArchive_2018 --datasets Trace Plane
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import platform
 import statistics
 import sys
@@ -71,8 +73,10 @@ import torch
 from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from _common import add_data_dir_arg, add_threads_arg, set_threads
 from lightning_sparse.callbacks import DynamicSparseTraining
 from lightning_sparse.data import TimeSeriesDataModule
+from lightning_sparse.data.timeseries import BUNDLED_DATASETS
 from lightning_sparse.models import conv_linear_flops
 from lightning_sparse.tasks import TimeSeriesClassifier
 
@@ -85,7 +89,11 @@ METHODS = ("DSN", "dense", "MiniRocket")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="CPU-sized run (< 20 minutes on 2 cores)")
-    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS), metavar="NAME",
+                   help=f"problem names; without --data-dir one of the bundled {list(DATASETS)}")
+    add_data_dir_arg(p, None, "folder of the UCR/UEA archive layout, DIR/<Name>/<Name>_TRAIN.<ext> and _TEST.<ext> "
+                              "(.ts, .tsv, UCR-2015 .txt, .arff; unequal lengths allowed); default: the copies "
+                              "inside aeon")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=None, help="quick: 30, full: 1000 (the paper)")
     p.add_argument("--width", type=int, default=None, help="UCR width (quick: 16, full: 47)")
@@ -93,7 +101,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--update-every", type=int, default=5, help="epochs between topology updates (the paper: 5)")
     p.add_argument("--max-gap", type=float, default=2.0, help="largest allowed mean DSN-below-dense gap, in pp")
     p.add_argument("--accelerator", default="cpu")
+    add_threads_arg(p, 1, "the DSN networks are small, so per-op overhead dominates and a second thread "
+                          "slows a step down as soon as another process is busy (see docs/dsn.md, 'Threads')")
     args = p.parse_args(argv)
+    if args.data_dir is None:
+        unknown = [name for name in args.datasets if name not in BUNDLED_DATASETS]
+        if unknown:
+            p.error(f"unknown data set(s) {unknown} without --data-dir: the bundled ones are "
+                    f"{list(BUNDLED_DATASETS)}; for any other UCR/UEA problem pass --data-dir DIR "
+                    "(DIR/<Name>/<Name>_TRAIN.ts and _TEST.ts, or .tsv / .txt / .arff)")
     defaults = {"epochs": 30 if args.quick else 1000, "width": 16 if args.quick else 47,
                 "width_uea": 20 if args.quick else 59}
     for key, value in defaults.items():
@@ -107,10 +123,21 @@ def out(line: str = "") -> None:
     sys.stdout.flush()
 
 
-def data_module(name: str) -> TimeSeriesDataModule:
-    probe = TimeSeriesDataModule(name)
+def data_module(name: str, data_dir: str | None = None) -> TimeSeriesDataModule:
+    """The problem ``name`` from ``data_dir`` (None: the copies inside aeon), with lengths if they differ."""
+    probe = TimeSeriesDataModule(name, data_dir=data_dir)
     unequal = len(set(probe.train_raw.lengths.tolist()) | set(probe.test_raw.lengths.tolist())) > 1
-    return TimeSeriesDataModule(name, return_lengths=unequal) if unequal else probe
+    return TimeSeriesDataModule(name, data_dir=data_dir, return_lengths=unequal) if unequal else probe
+
+
+def make_dst(seed: int, multivariate: bool, update_every: int) -> DynamicSparseTraining:
+    """The DSN callback in the paper's settings; ``seed`` drives its mask generator (random regrowth)."""
+    return DynamicSparseTraining(
+        method="rigl", grow="random", sparsity=1.0 - (0.1 if multivariate else 0.2), distribution="uniform",
+        include=["model.blocks.*.conv.weight"], allowed_regions="model", density_within_regions=True,
+        init_mask="leftmost", drop_fraction=0.5, drop_schedule="cosine", stop_step=0.8,
+        update_interval_epochs=update_every, seed=seed, summary=False, log_per_layer=False,
+    )
 
 
 def train_network(args, dm: TimeSeriesDataModule, sparse: bool, seed: int) -> tuple[float, float, int]:
@@ -123,12 +150,7 @@ def train_network(args, dm: TimeSeriesDataModule, sparse: bool, seed: int) -> tu
     callbacks = []
     dst = None
     if sparse:
-        dst = DynamicSparseTraining(
-            method="rigl", grow="random", sparsity=1.0 - (0.1 if multivariate else 0.2), distribution="uniform",
-            include=["model.blocks.*.conv.weight"], allowed_regions="model", density_within_regions=True,
-            init_mask="leftmost", drop_fraction=0.5, drop_schedule="cosine", stop_step=0.8,
-            update_interval_epochs=args.update_every, seed=seed, summary=False, log_per_layer=False,
-        )
+        dst = make_dst(seed, multivariate, args.update_every)
         callbacks.append(dst)
     with tempfile.TemporaryDirectory() as tmp:
         callbacks.append(ModelCheckpoint(dirpath=tmp, monitor="train/loss_epoch", mode="min", save_top_k=1,
@@ -187,13 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    if args.accelerator == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
+    threads = set_threads(args.threads)
     start = time.perf_counter()
     acc: dict[str, dict[str, list[float]]] = {d: {m: [] for m in METHODS} for d in args.datasets}
     macs: dict[str, tuple[float, float]] = {}
     for name in args.datasets:
-        dm = data_module(name)
+        dm = data_module(name, args.data_dir)
         for seed in args.seeds:
             t0 = time.perf_counter()
             a_sparse, sparse_macs, dense_macs = train_network(args, dm, True, seed)
@@ -207,10 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - start
 
     out()
-    out(f"UCR/UEA problems bundled with aeon, seeds {args.seeds}, {args.epochs} epochs, widths {args.width} (UCR) / "
+    source = f"UCR/UEA problems from {args.data_dir}" if args.data_dir else "UCR/UEA problems bundled with aeon"
+    out(f"{source}, seeds {args.seeds}, {args.epochs} epochs, widths {args.width} (UCR) / "
         f"{args.width_uea} (UEA), DSN density 0.2 (UCR) / 0.1 (UEA) inside the regions, updates every "
         f"{args.update_every} epochs; {platform.processor() or platform.machine()} {args.accelerator}, "
-        f"torch {torch.__version__}")
+        f"{threads} threads, torch {torch.__version__}")
     out("| data set | DSN acc % | dense acc % | MiniRocket acc % | DSN MMACs | dense MMACs | DSN / dense |")
     out("|---|---:|---:|---:|---:|---:|---:|")
     rank_sum = {m: 0.0 for m in METHODS}

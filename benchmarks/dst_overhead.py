@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from _common import add_threads_arg, set_threads
 from lightning_sparse.callbacks import DynamicSparseTraining
 from lightning_sparse.models import create_model
 
@@ -272,7 +273,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run")
     parser.add_argument("--warmup", type=int, default=None, help="steps discarded at the start of each run")
     parser.add_argument("--probe-interval", type=int, default=None, help="update interval of the update-cost run")
-    parser.add_argument("--threads", type=int, default=2)
+    add_threads_arg(parser, 2, "the overhead targets are measured with 2 threads")
     args = parser.parse_args()
     quick = args.quick
     model_name = args.model or ("resnet8" if quick else "resnet20")
@@ -283,7 +284,7 @@ def main() -> int:
     if probe >= steps:
         parser.error(f"`--probe-interval` ({probe}) must be smaller than `--steps` ({steps}).")
 
-    torch.set_num_threads(args.threads)
+    args.threads = set_threads(args.threads)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")

@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Trainer, seed_everything
 
+from _common import add_data_dir_arg, add_threads_arg, set_threads
 from lightning_sparse.callbacks import CorruptionRobustness, DynamicSparseTraining
 from lightning_sparse.data import CIFAR10DataModule
 from lightning_sparse.tasks import ImageClassifier
@@ -55,7 +56,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar1
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="CPU-sized run (< 20 minutes on 2 cores)")
-    p.add_argument("--data-dir", default=str(DEFAULT_DATA))
+    add_data_dir_arg(p, str(DEFAULT_DATA), "CIFAR-10 (any CIFAR10DataModule layout; default: %(default)s)")
     p.add_argument("--cache-dir", default=os.environ.get("LIGHTNING_SPARSE_CACHE", str(Path.home() / ".cache" / "lightning_sparse")))
     p.add_argument("--methods", nargs="+", default=["set", "rigl"])
     p.add_argument("--sparsities", nargs="+", type=float, default=[0.1, 0.3, 0.5])
@@ -69,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--update-interval", type=int, default=None)
     p.add_argument("--accelerator", default="cpu")
+    add_threads_arg(p, "auto", "the convolutions on 32x32 images gain from every free core, and 'auto' leaves "
+                               "the cores that other processes keep busy alone")
     p.add_argument("--min-clean-acc", type=float, default=0.3)
     args = p.parse_args(argv)
     quick = args.quick
@@ -125,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    if args.accelerator == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
+    threads = set_threads(args.threads)
     out = Path(args.cache_dir) / "robustness_runs"  # per run: robustness.csv (+ .png for the first seed)
     start = time.perf_counter()
     results: dict[tuple[str, float], dict[int, tuple[float, float]]] = {}
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f" width {args.width}" if args.model == "fast_resnet" else "")
           + f", {args.epochs} epochs on {args.train_subset or 50000} training images, test subset "
           f"{args.test_subset or 10000} x 15 corruptions x 5 severities, seeds {args.seeds}, "
-          f"{platform.processor() or platform.machine()} {args.accelerator}, torch {torch.__version__}")
+          f"{platform.processor() or platform.machine()} {args.accelerator}, {threads} threads, torch {torch.__version__}")
     print("| method | sparsity | clean acc % | robust acc % | gap to dense, clean (pp) | gap to dense, robust (pp) |")
     print("|---|---:|---:|---:|---:|---:|")
     wins = 0

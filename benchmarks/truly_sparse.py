@@ -63,6 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from _common import add_data_dir_arg, add_threads_arg, set_threads
 from lightning_sparse.core.distributions import density_counts, layer_densities
 from lightning_sparse.nn import SparseLinear, kernels, to_truly_sparse
 
@@ -76,13 +77,13 @@ DENSITIES = (1.0, 0.5, 0.2, 0.1, 0.05, 0.01, 0.005, 0.001)
 def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="one epoch per density (about 3-5 min)")
-    p.add_argument("--data-dir", default=str(DEFAULT_DATA), help="CIFAR-10 (any CIFAR10DataModule layout)")
+    add_data_dir_arg(p, str(DEFAULT_DATA), "CIFAR-10 (any CIFAR10DataModule layout; default: %(default)s)")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "lightning_sparse" / "bench"))
     p.add_argument("--densities", type=float, nargs="+", default=list(DENSITIES))
     p.add_argument("--epochs", type=int, default=3, help="training epochs per density (full mode)")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    add_threads_arg(p, 2, "the speed ratios of the targets are measured with 2 threads")
     p.add_argument("--max-density", type=float, default=None, help="the 'auto' rule (default: TrulySparse's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu (the targets) or cuda (torch's sparse ops; timings only)")
@@ -329,8 +330,7 @@ def _mb(n: float | None) -> str:
 
 def main() -> int:
     args = _parse()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     if args.max_density is None:
         from lightning_sparse.callbacks import TrulySparse
 

@@ -1,0 +1,92 @@
+"""The benchmarks' command lines: data location, thread count and seeds (tiny runs only)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import _common  # noqa: E402
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def dsn():
+    return _load("dsn")
+
+
+@pytest.fixture
+def keep_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def _write_ucr(root, name="Trace", n_train=8, n_test=6, length=24):
+    rng = np.random.default_rng(0)
+    folder = root / name
+    folder.mkdir(parents=True)
+    for split, n in (("TRAIN", n_train), ("TEST", n_test)):
+        rows = []
+        for i in range(n):
+            label = 1 + i % 2
+            series = rng.normal(size=length) + (3.0 if label == 2 else 0.0) * np.sin(np.linspace(0, 6, length))
+            rows.append("\t".join([str(label)] + [f"{v:.4f}" for v in series]))
+        (folder / f"{name}_{split}.tsv").write_text("\n".join(rows) + "\n")
+
+
+def test_dsn_unknown_name_without_data_dir_is_a_clear_error(dsn, capsys):
+    with pytest.raises(SystemExit) as e:
+        dsn.parse_args(["--quick", "--datasets", "Trace"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Trace" in err and "GunPoint" in err and "--data-dir" in err
+
+
+def test_dsn_any_name_with_data_dir(dsn, tmp_path, capsys, keep_threads):
+    _write_ucr(tmp_path)
+    dm = dsn.data_module("Trace", str(tmp_path))
+    assert (dm.num_classes, dm.num_channels, dm.series_length) == (2, 1, 24)
+    dsn.main(["--quick", "--data-dir", str(tmp_path), "--datasets", "Trace", "--seeds", "0", "--epochs", "1"])
+    out = capsys.readouterr().out
+    assert f"UCR/UEA problems from {tmp_path}" in out and "1 threads" in out
+    assert "| Trace |" in out
+
+
+def test_dsn_seed_reaches_the_dst_callback(dsn, tmp_path, monkeypatch, keep_threads):
+    assert dsn.make_dst(3, False, 5).seed == 3
+    _write_ucr(tmp_path)
+    seen = []
+    make_dst = dsn.make_dst
+    monkeypatch.setattr(dsn, "make_dst", lambda seed, *a: seen.append(seed) or make_dst(seed, *a))
+    args = dsn.parse_args(["--quick", "--data-dir", str(tmp_path), "--datasets", "Trace", "--epochs", "1"])
+    dm = dsn.data_module("Trace", str(tmp_path))
+    for seed in (0, 1):
+        dsn.train_network(args, dm, True, seed)
+    assert seen == [0, 1]
+
+
+@pytest.mark.parametrize("name", ["dsn", "robustness", "truly_sparse", "dst_overhead"])
+def test_every_benchmark_takes_threads(name, monkeypatch, capsys):
+    module = _load(name)
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", "--help"])
+    with pytest.raises(SystemExit):
+        module.main()
+    assert "--threads N|auto" in capsys.readouterr().out
+
+
+def test_threads_helper(keep_threads):
+    assert 1 <= _common.free_cores() <= (__import__("os").cpu_count() or 1)
+    assert _common.set_threads(1) == 1 == torch.get_num_threads()
+    assert _common.set_threads("auto") == _common.free_cores()
