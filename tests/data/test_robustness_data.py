@@ -125,7 +125,9 @@ def test_write_cifar_c_round_trip_and_resume(tmp_path, monkeypatch):
     clean = _clean()
     names = ["gaussian_noise", "pixelate"]
     out = write_cifar_c(clean, tmp_path / "c", names, seed=3, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["gaussian_noise.npy", "labels.npy", "pixelate.npy", "source.npy"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "gaussian_noise.npy", "labels.npy", "pixelate.npy", "revisions.json", "source.npy"
+    ]
     assert np.load(out / "labels.npy").tolist() == [c[1] for c in clean] * 5
     for name in names:
         assert np.load(out / f"{name}.npy", mmap_mode="r").shape == (30, 32, 32, 3)
@@ -136,6 +138,26 @@ def test_write_cifar_c_round_trip_and_resume(tmp_path, monkeypatch):
                 assert stored[i][1] == fly[i][1]
     monkeypatch.setattr(corrupted_module, "_corrupt_block", lambda *a: pytest.fail("rewrote a complete file"))
     write_cifar_c(clean, out, names, seed=3, progress=False)
+
+
+def test_write_cifar_c_regenerates_what_an_older_implementation_wrote(tmp_path, monkeypatch):
+    """A cached file is reused only when its corruption's implementation revision is unchanged (a
+    frost written with the old procedural textures must not survive the switch to the photos)."""
+    clean = _clean(4)
+    out = write_cifar_c(clean, tmp_path, ["gaussian_noise", "frost"], seed=1, progress=False)
+    frost = np.load(out / "frost.npy")
+    np.save(out / "gaussian_noise.npy", np.zeros_like(frost))  # marks the file: kept if reused
+    np.save(out / "frost.npy", np.zeros_like(frost))
+    revision = corrupted_module.corruption_revision
+    monkeypatch.setattr(corrupted_module, "corruption_revision", lambda n: "9" if n == "frost" else revision(n))
+    write_cifar_c(clean, out, ["gaussian_noise", "frost"], seed=1, progress=False)
+    assert not np.load(out / "gaussian_noise.npy").any()  # same revision: reused as it is
+    np.testing.assert_array_equal(np.load(out / "frost.npy"), frost)  # new revision: written again
+    (out / "revisions.json").unlink()  # a cache from before revisions were recorded: revision "1"
+    monkeypatch.setattr(corrupted_module, "corruption_revision", revision)
+    np.save(out / "frost.npy", np.zeros_like(frost))
+    write_cifar_c(clean, out, ["frost"], seed=1, progress=False)
+    assert revision("frost") != "1" and np.load(out / "frost.npy").any()
 
 
 def test_write_cifar_c_in_worker_processes_matches(tmp_path):
@@ -192,7 +214,9 @@ def test_cached_and_published_files(tmp_path):
     dm = CIFAR10DataModule(str(tmp_path / "data"), test_subset=10, corrupted_dir=str(cache))
     fly = CIFAR10DataModule(str(tmp_path / "data"), test_subset=10)
     cached = list(dm.corruption_datasets(["contrast", "shot_noise"], [2, 4]))
-    assert sorted(p.name for p in cache.iterdir()) == ["contrast.npy", "labels.npy", "shot_noise.npy", "source.npy"]
+    assert sorted(p.name for p in cache.iterdir()) == [
+        "contrast.npy", "labels.npy", "revisions.json", "shot_noise.npy", "source.npy"
+    ]
     for (name, s, a), (_, _, b) in zip(cached, fly.corruption_datasets(["contrast", "shot_noise"], [2, 4])):
         assert isinstance(a, CIFARCDataset) and len(a) == 10
         for i in range(10):

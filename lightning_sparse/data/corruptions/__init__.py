@@ -87,6 +87,7 @@ Examples:
 """
 
 from lightning_sparse.data.corruptions._corrupt import (
+    corruption_revision,
     ALL_CORRUPTIONS,
     CORRUPTIONS,
     EXTRA_CORRUPTIONS,
@@ -97,6 +98,7 @@ from lightning_sparse.data.corruptions._dataset import CorruptedDataset
 from lightning_sparse.data.corruptions._transform import Corrupt
 
 __all__ = [
+    "corruption_revision",
     "ALL_CORRUPTIONS",
     "CORRUPTIONS",
     "EXTRA_CORRUPTIONS",

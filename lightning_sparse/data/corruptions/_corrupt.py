@@ -168,3 +168,21 @@ def corrupt(
     out = _REGISTRY[name](x, preset(name, severity), rng, preset)
     assert out.shape == x.shape, (name, out.shape, x.shape)
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8).reshape(image.shape)
+
+
+def corruption_revision(name: str) -> str:
+    """The revision of corruption ``name``'s implementation, stored next to cached corrupted sets
+    so that a cache written by an older implementation is regenerated rather than reused.
+
+    Revision ``"1"`` is every corruption as first shipped; ``frost`` is ``"2-photos"`` with the
+    published frost photos and ``"2-procedural"`` with the fallback textures.
+
+    Examples:
+        >>> corruption_revision("gaussian_noise")
+        '1'
+    """
+    if name == "frost":
+        from lightning_sparse.data.corruptions._frost import frost_source
+
+        return f"2-{frost_source()}"
+    return "1"

@@ -30,6 +30,7 @@ Examples:
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -43,7 +44,13 @@ from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image
 from torch.utils.data import Dataset
 
-from lightning_sparse.data.corruptions import ALL_CORRUPTIONS, CORRUPTIONS, Corrupt, CorruptedDataset
+from lightning_sparse.data.corruptions import (
+    ALL_CORRUPTIONS,
+    CORRUPTIONS,
+    Corrupt,
+    CorruptedDataset,
+    corruption_revision,
+)
 from lightning_sparse.data.image.files import IMAGE_EXTENSIONS
 
 __all__ = ["CIFARCDataset", "CorruptedDataset", "IMAGE_EXTENSIONS", "ImageNetCFolder", "write_cifar_c"]
@@ -307,19 +314,28 @@ def write_cifar_c(
     else:
         _save_atomic(source_path, _fingerprint(images))
     shape = (5 * n, *images.shape[1:])
+    revisions_path = out / "revisions.json"  # implementation revision per corruption (not in published sets)
+    revisions = json.loads(revisions_path.read_text()) if revisions_path.is_file() else {}
     chunk = max(1, -(-n // max(1, 4 * num_workers)))
     pool = ProcessPoolExecutor(num_workers, mp_context=get_context()) if num_workers > 0 else None
     try:
         for name in names:
             path = out / f"{name}.npy"
+            current = corruption_revision(name)
             if path.is_file():
                 existing = np.load(path, mmap_mode="r")
-                if existing.shape == shape and existing.dtype == np.uint8:
+                stale = revisions.get(name, "1") != current  # written by an older implementation
+                if existing.shape == shape and existing.dtype == np.uint8 and not stale:
                     continue
-                raise ValueError(
-                    f"`out_dir` ({out}) holds {path.name} of {existing.dtype} {existing.shape}, not "
-                    f"uint8 {shape}: it was written for another set; choose an empty directory."
-                )
+                if stale and existing.shape == shape:
+                    del existing
+                    path.unlink()
+                    rank_zero_info(f"write_cifar_c: {path.name} was written by an older {name}; regenerating.")
+                else:
+                    raise ValueError(
+                        f"`out_dir` ({out}) holds {path.name} of {existing.dtype} {existing.shape}, not "
+                        f"uint8 {shape}: it was written for another set; choose an empty directory."
+                    )
             start = time.perf_counter()
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
@@ -333,6 +349,8 @@ def write_cifar_c(
             array.flush()
             del array
             os.replace(tmp, path)
+            revisions[name] = current
+            revisions_path.write_text(json.dumps(revisions, sort_keys=True))
             if progress:
                 rank_zero_info(
                     f"write_cifar_c: {name} x 5 severities x {n} images in "
