@@ -160,6 +160,20 @@ def test_write_cifar_c_regenerates_what_an_older_implementation_wrote(tmp_path, 
     assert revision("frost") != "1" and np.load(out / "frost.npy").any()
 
 
+def test_datamodule_regenerates_a_stale_cached_corruption(tmp_path, monkeypatch):
+    _write_cifar10(tmp_path / "data")
+    cache = tmp_path / "cache"
+    dm = CIFAR10DataModule(str(tmp_path / "data"), test_subset=10, corrupted_dir=str(cache))
+    list(dm.corruption_datasets(["contrast", "frost"], [1]))
+    np.save(cache / "frost.npy", np.zeros_like(np.load(cache / "frost.npy")))
+    assert corrupted_module.stale_corruptions(cache, ["contrast", "frost"]) == []
+    revision = corrupted_module.corruption_revision
+    monkeypatch.setattr(corrupted_module, "corruption_revision", lambda n: "9" if n == "frost" else revision(n))
+    assert corrupted_module.stale_corruptions(cache, ["contrast", "frost"]) == ["frost"]
+    list(dm.corruption_datasets(["contrast", "frost"], [1]))
+    assert np.load(cache / "frost.npy").any() and corrupted_module.stale_corruptions(cache, ["frost"]) == []
+
+
 def test_write_cifar_c_in_worker_processes_matches(tmp_path):
     clean = _clean(5)
     out = write_cifar_c(clean, tmp_path, ["shot_noise"], num_workers=2, progress=False)

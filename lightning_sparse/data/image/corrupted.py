@@ -53,7 +53,8 @@ from lightning_sparse.data.corruptions import (
 )
 from lightning_sparse.data.image.files import IMAGE_EXTENSIONS
 
-__all__ = ["CIFARCDataset", "CorruptedDataset", "IMAGE_EXTENSIONS", "ImageNetCFolder", "write_cifar_c"]
+__all__ = [
+    "CIFARCDataset", "CorruptedDataset", "IMAGE_EXTENSIONS", "ImageNetCFolder", "stale_corruptions", "write_cifar_c"]
 
 _SEVERITIES = (1, 2, 3, 4, 5)
 
@@ -242,6 +243,23 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
     with open(tmp, "wb") as f:
         np.save(f, array)
     os.replace(tmp, path)
+
+
+def stale_corruptions(root: str | Path, names: Sequence[str]) -> list[str]:
+    """The names whose cached ``<root>/<name>.npy`` was written by :func:`write_cifar_c` with an
+    older implementation of the corruption (:func:`corruption_revision`); published files (no
+    ``source.npy`` beside them) are never stale.
+
+    Examples:
+        >>> stale_corruptions("no/such/dir", ["frost"])
+        []
+    """
+    root = Path(root)
+    if not (root / "source.npy").is_file():
+        return []
+    path = root / "revisions.json"
+    revisions = json.loads(path.read_text()) if path.is_file() else {}
+    return [n for n in names if (root / f"{n}.npy").is_file() and revisions.get(n, "1") != corruption_revision(n)]
 
 
 def write_cifar_c(

@@ -24,6 +24,7 @@ from lightning_sparse.data.image.corrupted import (
     _check_severity,
     _fingerprint,
     _gather,
+    stale_corruptions,
     write_cifar_c,
 )
 
@@ -130,6 +131,8 @@ class CorruptionsMixin:
     def _write_missing(self, root: Path, names: tuple[str, ...], raw: Any) -> None:
         """Write the corruptions missing from ``root`` once: on global rank 0, the others wait."""
         missing = [n for n in names if not (root / f"{n}.npy").is_file() and not (root / n).is_dir()]
+        if self.cache_corrupted:  # our own cache, written by an older implementation of a corruption
+            missing += [n for n in stale_corruptions(root, names) if n not in missing]
         trainer = getattr(self, "trainer", None)
         distributed = trainer is not None and trainer.world_size > 1
         if distributed:  # rank 0 decides, so that every rank reaches the same barrier
