@@ -76,7 +76,12 @@ class MaskState:
     @property
     def target_densities(self) -> dict[str, float]:
         """Density per parameter at the target sparsity (a share of the whole parameter)."""
-        return {n: d * self._bases[n] / self._targets[n].num_units for n, d in self._target_densities.items()}
+        return self.absolute_densities(self._target_densities)
+
+    def absolute_densities(self, densities: Mapping[str, float]) -> dict[str, float]:
+        """Densities relative to each parameter's base (its allowed region with
+        ``density_within_regions``) as shares of the whole parameter."""
+        return {n: d * self._bases[n] / self._targets[n].num_units for n, d in densities.items()}
 
     @property
     def region_density(self) -> float:

@@ -246,9 +246,8 @@ class SparseMaskCallback(MaskState, Callback):
     # ------------------------------------------------------------------ fit start
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._due = (-1, False)
         when = self.configure_schedule(trainer, self.total_training_steps(trainer))
-        self._due = (-1, False)
+        self._due = (-1, False)  # decisions cached before the schedule existed are void
         if self._loaded is not None:
             self._restore(self._loaded)
             self._loaded = None

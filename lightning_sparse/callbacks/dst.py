@@ -277,7 +277,7 @@ class DynamicSparseTraining(SparseMaskCallback):
             keep = self._gradual_keep(step)
             scores = {n: self._prune_score(n, masks[n]) for n in names}
             masks = gradual_prune_masks(masks, scores, {n: keep[n] for n in names}, self._generator)
-        drop = self._drop(step) if self._drop.start < step < self._drop.stop else 0.0
+        drop = self._drop_now(step)
         for n in names:
             t = self._targets[n]
             k = drop_counts(t, masks[n], drop)
@@ -300,11 +300,20 @@ class DynamicSparseTraining(SparseMaskCallback):
             n_keep = min(round((1.0 - s_t) * sum(self._bases[n] for n in names)), sum(int(m.sum()) for m in masks.values()))
             keep = global_keep_counts(scores, masks, n_keep, self._generator)
         else:
-            span = self.sparsity - self.initial_sparsity
-            q = 1.0 if span <= 0 else (s_t - self.initial_sparsity) / span
-            keep = self.counts(interpolate_densities(self._initial_densities, self._target_densities, q))
+            keep = self.counts(self._layer_densities_at(s_t))
         self._step_keep = (step, keep)
         return keep
+
+    def _drop_now(self, step: int) -> float:
+        """The drop fraction of an update at ``step``: 0 outside the update window."""
+        return self._drop(step) if self._drop.start < step < self._drop.stop else 0.0
+
+    def _layer_densities_at(self, sparsity: float) -> dict[str, float]:
+        """Layer-scope gradual pruning: each layer's density (relative to its base) the same share
+        of the way from its initial to its target density as ``sparsity`` is overall."""
+        span = self.sparsity - self.initial_sparsity
+        q = 1.0 if span <= 0 else (sparsity - self.initial_sparsity) / span
+        return interpolate_densities(self._initial_densities, self._target_densities, q)
 
     def _prune_score(self, name: str, mask: Tensor) -> Tensor:
         return prune_score(self.prune_criterion, self._targets[name], self._params[name], mask, self.mest_lambda)
@@ -315,8 +324,7 @@ class DynamicSparseTraining(SparseMaskCallback):
 
     @override
     def update_log(self, step: int) -> dict[str, float]:
-        drop = self._drop(step) if self._drop.start < step < self._drop.stop else 0.0
-        log = {"sparsity/drop_fraction": drop}
+        log = {"sparsity/drop_fraction": self._drop_now(step)}
         if self._prune is not None:
             log["sparsity/gradual_target"] = self._prune(step)
         return log
@@ -330,10 +338,7 @@ class DynamicSparseTraining(SparseMaskCallback):
         s_t = self._prune(self._last_update_step)
         if self.prune_scope == "global":  # one global budget: no per-layer target
             return {n: None for n in self._targets}, 1.0 - s_t, title
-        span = self.sparsity - self.initial_sparsity
-        q = 1.0 if span <= 0 else (s_t - self.initial_sparsity) / span
-        dens = interpolate_densities(self._initial_densities, self._target_densities, q)
-        return {n: d * self._bases[n] / self._targets[n].num_units for n, d in dens.items()}, None, title
+        return self.absolute_densities(self._layer_densities_at(s_t)), None, title
 
     @override
     def _label(self) -> str:

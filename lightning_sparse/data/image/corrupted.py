@@ -245,6 +245,15 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+_REVISIONS = "revisions.json"
+
+
+def _read_revisions(root: Path) -> dict[str, str]:
+    """Corruption name -> implementation revision of the files in ``root`` (none recorded: ``{}``)."""
+    path = root / _REVISIONS
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def stale_corruptions(root: str | Path, names: Sequence[str]) -> list[str]:
     """The names whose cached ``<root>/<name>.npy`` was written by :func:`write_cifar_c` with an
     older implementation of the corruption (:func:`corruption_revision`); published files (no
@@ -257,8 +266,7 @@ def stale_corruptions(root: str | Path, names: Sequence[str]) -> list[str]:
     root = Path(root)
     if not (root / "source.npy").is_file():
         return []
-    path = root / "revisions.json"
-    revisions = json.loads(path.read_text()) if path.is_file() else {}
+    revisions = _read_revisions(root)
     return [n for n in names if (root / f"{n}.npy").is_file() and revisions.get(n, "1") != corruption_revision(n)]
 
 
@@ -332,8 +340,8 @@ def write_cifar_c(
     else:
         _save_atomic(source_path, _fingerprint(images))
     shape = (5 * n, *images.shape[1:])
-    revisions_path = out / "revisions.json"  # implementation revision per corruption (not in published sets)
-    revisions = json.loads(revisions_path.read_text()) if revisions_path.is_file() else {}
+    revisions_path = out / _REVISIONS  # implementation revision per corruption (not in published sets)
+    revisions = _read_revisions(out)
     chunk = max(1, -(-n // max(1, 4 * num_workers)))
     pool = ProcessPoolExecutor(num_workers, mp_context=get_context()) if num_workers > 0 else None
     try:
