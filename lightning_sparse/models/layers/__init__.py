@@ -11,6 +11,7 @@ normalisation or activation is a name or ``(name, kwargs)``.
 - :class:`BasicBlock`, :class:`Bottleneck`: the residual blocks of ResNet (torchvision names).
 - :class:`DropPath` / :func:`drop_path`: per-sample stochastic depth.
 - :class:`ChannelLayerNorm`: layer norm over the channels of ``(B, C, *spatial)``.
+- :class:`LogMelFilterbank`: the audio front end (log-mel features with exact lengths).
 
 Examples:
     >>> import torch
@@ -20,6 +21,7 @@ Examples:
     torch.Size([2, 4, 16])
 """
 
+from lightning_sparse.models.layers.audio import LogMelFilterbank
 from lightning_sparse.models.layers.basic_block import BasicBlock
 from lightning_sparse.models.layers.bottleneck import Bottleneck
 from lightning_sparse.models.layers.channel_layer_norm import ChannelLayerNorm
@@ -47,6 +49,7 @@ __all__ = [
     "ConvNormAct",
     "DropPath",
     "LayerSpec",
+    "LogMelFilterbank",
     "act",
     "conv",
     "drop_path",
