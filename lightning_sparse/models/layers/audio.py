@@ -4,8 +4,8 @@ One module computes features for the speech task (on the fly) and for the speech
 feature cache, so cached and live features are the same numbers for the same settings.
 
 Features are ``log(mel + 1e-6)`` of torchaudio's ``MelSpectrogram`` (power 2, Hann window,
-``center=False``, so frame ``t`` covers samples ``[t * hop, t * hop + win)`` and an utterance of
-``n`` samples has ``1 + (n - win) // hop`` frames, at least one). Frames past an utterance's
+``center=False``, so frame ``t`` covers samples ``[t * hop, t * hop + n_fft)`` (the window
+centred in it) and an utterance of ``n`` samples has ``1 + (n - n_fft) // hop`` frames, at least one). Frames past an utterance's
 length are set to 0.
 """
 
@@ -37,8 +37,8 @@ class LogMelFilterbank(nn.Module):
         >>> fb = LogMelFilterbank(sample_rate=8000, n_mels=40, win_length=200, hop_length=80, n_fft=256)
         >>> feats, lengths = fb(torch.randn(2, 8000), torch.tensor([8000, 4000]))
         >>> feats.shape, lengths.tolist()
-        (torch.Size([2, 98, 40]), [98, 48])
-        >>> bool((feats[1, 48:] == 0).all())
+        (torch.Size([2, 97, 40]), [97, 47])
+        >>> bool((feats[1, 47:] == 0).all())
         True
     """
 
@@ -58,8 +58,8 @@ class LogMelFilterbank(nn.Module):
         )
 
     def feature_lengths(self, lengths: Tensor) -> Tensor:
-        """Frames of utterances of ``lengths`` samples: ``1 + (n - win) // hop``, at least 1."""
-        return (torch.clamp(lengths - self.win_length, min=0) // self.hop_length + 1).to(torch.int64)
+        """Frames of utterances of ``lengths`` samples: ``1 + (n - n_fft) // hop``, at least 1."""
+        return (torch.clamp(lengths - self.n_fft, min=0) // self.hop_length + 1).to(torch.int64)
 
     def forward(self, audio: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(features (B, T', n_mels), feature_lengths (B,))``; ``audio`` ``(B, T)`` or ``(T,)``."""
@@ -70,8 +70,8 @@ class LogMelFilterbank(nn.Module):
         batch, samples = audio.shape
         if lengths is None:
             lengths = torch.full((batch,), samples, dtype=torch.int64, device=audio.device)
-        if samples < self.win_length:  # shorter than one window: pad to one frame
-            audio = nn.functional.pad(audio, (0, self.win_length - samples))
+        if samples < self.n_fft:  # shorter than one frame: pad to one frame
+            audio = nn.functional.pad(audio, (0, self.n_fft - samples))
         with torch.autocast(audio.device.type, enabled=False):
             feats = torch.log(self.mel(audio.float()) + 1e-6).transpose(1, 2)  # (B, T', n_mels)
         out_lengths = self.feature_lengths(lengths.to(audio.device)).clamp(max=feats.shape[1])
