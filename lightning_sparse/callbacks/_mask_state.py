@@ -11,6 +11,7 @@ from typing import Any
 from lightning.pytorch import Trainer
 from torch import Tensor
 
+from lightning_sparse._training import estimated_stepping_batches
 from lightning_sparse.core import MaskSet, SparseTarget, density_counts, layer_densities, mapped_densities
 
 __all__ = ["MaskState"]
@@ -194,7 +195,7 @@ class MaskState:
 
     def total_training_steps(self, trainer: Trainer) -> float:
         """Length of training in training steps (``inf`` when unknown)."""
-        total = trainer.estimated_stepping_batches
+        total = estimated_stepping_batches(trainer)  # pruned epochs counted as such
         if not self._automatic and trainer.max_steps not in (-1, None):
             # `max_steps` counts optimizer steps: assume every optimizer steps once per batch
             total = min(total, math.ceil(trainer.max_steps / max(len(trainer.optimizers), 1)))

@@ -6,13 +6,18 @@ only where it differs:
 
 - :meth:`~SparseTask.forward_batch` (how a :class:`Batch` reaches ``forward``),
 - :meth:`~SparseTask.per_sample_losses` (cross-entropy by default),
-- :meth:`~SparseTask.reduce_loss` (the weighted mean by default),
+- :meth:`~SparseTask.reduce_loss` (the weighted mean by default: per-batch weights from
+  :meth:`~SparseTask.set_sample_weights`, else a per-index table from
+  :meth:`~SparseTask.set_index_weights`),
 - :meth:`~SparseTask.build_scheduler` (per-step cosine with linear warm-up by default),
 - the class attributes ``batch_layouts``, ``train_loss_on_epoch`` and ``prog_bar_metrics``.
 
 ``training_step`` follows the per-sample contract of :mod:`lightning_sparse.core.per_sample`
 (see ``docs/per_sample.md``): it returns ``{"loss", "per_sample_loss"[, "index"]}``, and a
-callback can hand per-sample weights for the coming batch to :meth:`SparseTask.set_sample_weights`.
+callback can hand loss weights back: for the coming batch (:meth:`SparseTask.set_sample_weights`)
+or per dataset index until replaced (:meth:`SparseTask.set_index_weights`, as the data-pruning
+callback does each epoch for InfoBatch's rescaling). The learning-rate schedule is sized by
+:func:`lightning_sparse._training.estimated_stepping_batches` (pruned epochs counted as such).
 
 Checkpoints also carry the global torch / numpy / Python RNG states (Lightning does not save
 them): after a resume they are restored right before the first training batch, so randomness in
@@ -34,6 +39,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from lightning_sparse._training import estimated_stepping_batches
 from lightning_sparse._validation import check_int, check_number
 from lightning_sparse.core.per_sample import per_sample_output, weighted_mean
 
@@ -110,6 +116,7 @@ class SparseTask(L.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self._sample_weights: Tensor | None = None
+        self._index_weights: Tensor | None = None
         self._pending_rng_states: dict[str, Any] | None = None
 
     def check_training_args(
@@ -165,22 +172,46 @@ class SparseTask(L.LightningModule):
         """Loss of every sample, shape ``(B,)``; cross-entropy with ``label_smoothing``."""
         return F.cross_entropy(logits, y, reduction="none", label_smoothing=self.hparams.get("label_smoothing", 0.0))
 
-    def reduce_loss(self, per_sample_loss: Tensor) -> Tensor:
-        """The training loss from the per-sample losses: the mean, weighted by the weights a
-        callback set for this batch with :meth:`set_sample_weights` (used once, then cleared)."""
+    def reduce_loss(self, per_sample_loss: Tensor, index: Tensor | None = None) -> Tensor:
+        """The training loss from the per-sample losses: their mean, weighted by the batch's
+        weights from :meth:`set_sample_weights` (used once, then cleared), else by
+        ``table[index]`` of the table from :meth:`set_index_weights`, else unweighted.
+
+        Examples:
+            >>> task = SparseTask()
+            >>> task.set_index_weights(torch.tensor([1.0, 2.0, 4.0]))
+            >>> task.reduce_loss(torch.tensor([1.0, 1.0]), index=torch.tensor([2, 1]))
+            tensor(3.)
+            >>> task.set_sample_weights(torch.tensor([0.0, 2.0]))
+            >>> task.reduce_loss(torch.tensor([1.0, 1.0]), index=torch.tensor([2, 1]))
+            tensor(1.)
+        """
         weights, self._sample_weights = self._sample_weights, None
+        if weights is None and self._index_weights is not None and index is not None:
+            weights = self._index_weights.to(per_sample_loss.device)[index.to(per_sample_loss.device)]
         return weighted_mean(per_sample_loss, weights)
 
     def set_sample_weights(self, weights: Tensor | None) -> None:
         """Weights ``(B,)`` for the per-sample losses of the next training batch only.
 
-        For data-pruning callbacks (e.g. InfoBatch's rescaling): call it in
-        ``on_train_batch_start``; :meth:`reduce_loss` uses and clears it. ``None`` clears it.
+        For callbacks that weight one batch: call it in ``on_train_batch_start``;
+        :meth:`reduce_loss` uses and clears it. ``None`` clears it.
         """
         if weights is not None and (not isinstance(weights, Tensor) or weights.dim() != 1):
             shape = tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__
             raise ValueError(f"`weights` must be a 1-D tensor of shape (B,), got {shape}.")
         self._sample_weights = weights
+
+    def set_index_weights(self, table: Tensor | None) -> None:
+        """Loss weights per dataset index, ``(N,)``, for every coming batch that carries indices.
+
+        The data-pruning callback sets it at each epoch start (InfoBatch's ``1 / (1 - r)`` for
+        the kept low-loss samples, 1 elsewhere) and clears it (``None``) in unweighted epochs.
+        """
+        if table is not None and (not isinstance(table, Tensor) or table.dim() != 1):
+            shape = tuple(table.shape) if isinstance(table, Tensor) else type(table).__name__
+            raise ValueError(f"`table` must be a 1-D tensor of shape (N,), got {shape}.")
+        self._index_weights = table
 
     # ------------------------------------------------------------------ steps
     def _log_stage(self, stage: str, loss: Tensor, logits: Tensor, y: Tensor) -> None:
@@ -197,7 +228,8 @@ class SparseTask(L.LightningModule):
         """``{"loss", "per_sample_loss"[, "index"]}`` (see :mod:`lightning_sparse.core.per_sample`)."""
         b = self.unpack_batch(batch)
         logits = self.forward_batch(b)
-        out = per_sample_output(self.per_sample_losses(logits, b.y), b.index, reduction=self.reduce_loss)
+        out = per_sample_output(self.per_sample_losses(logits, b.y), b.index,
+                                reduction=lambda losses: self.reduce_loss(losses, b.index))
         self._log_stage("train", out["loss"], logits.detach(), b.y)
         return out
 
@@ -252,7 +284,7 @@ class SparseTask(L.LightningModule):
         optimizer = self.build_optimizer()
         if self.hparams.scheduler == "none":
             return optimizer
-        total = self.trainer.estimated_stepping_batches
+        total = estimated_stepping_batches(self.trainer)
         if not math.isfinite(total):
             raise ValueError(
                 f"`scheduler={self.hparams.scheduler!r}` needs a finite training length: set "
