@@ -160,6 +160,7 @@ class DynamicDataPruning(Callback):
         self._selection = None
         self._max_epochs: int | None = None
         self._patched: tuple[Any, Any] | None = None
+        self._datamodule: Any = None
         self._trainer: Trainer | None = None
 
     # ------------------------------------------------------------------ the schedule over epochs
@@ -283,6 +284,7 @@ class DynamicDataPruning(Callback):
         datamodule = trainer.datamodule
         if datamodule is not None and callable(getattr(datamodule, "set_train_sampler", None)):
             datamodule.set_train_sampler(self.sampler)
+            self._datamodule = datamodule
         if isinstance(instance, (LightningModule, LightningDataModule)):
             original = getattr(instance, source.name)
 
@@ -326,6 +328,10 @@ class DynamicDataPruning(Callback):
         self._install(trainer)
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit" and self._datamodule is not None:  # the next fit of this DataModule is unpruned
+            if self._datamodule.train_sampler is self.sampler:
+                self._datamodule.set_train_sampler(None)
+            self._datamodule = None
         if self._patched is not None:
             instance, name = self._patched
             if name in vars(instance):

@@ -250,3 +250,12 @@ def test_crash_and_resume_equals_an_uninterrupted_run(tmp_path, policy):
     assert cb_a.samples_seen == cb_c.samples_seen
     for (name, pa), pc in zip(model_a.state_dict().items(), model_c.state_dict().values()):
         assert torch.equal(pa, pc), name
+
+
+def test_the_datamodule_is_unpruned_after_fit():
+    dm, cb = TensorDataModule(), DynamicDataPruning(keep_ratio=0.5)
+    fit([cb], dm=dm, max_epochs=1)
+    assert dm.train_sampler is None
+    rec = RecordBatches()
+    fit([rec], dm=dm, max_epochs=1)
+    assert sum(len(b) for b in rec.epochs[0]) == 40
