@@ -14,6 +14,7 @@ from .criteria import (
     random_score,
     set_prune_score,
 )
+from .ctc import BeamSearchDecoder, greedy_decode
 from .distributions import DISTRIBUTIONS, density_counts, group_counts, layer_densities, mapped_densities, raw_scale
 from .init import WEIGHT_INITS, sparse_fans, sparse_init_
 from .methods import METHOD_PRESETS, MethodPreset, register_method
@@ -21,6 +22,7 @@ from .masks import MaskSet, density, mask_checksum, pack_mask, unpack_mask
 from .optim_state import reset_optimizer_state
 from .schedules import SCHEDULES, Schedule, schedule_value
 from .targets import GRANULARITIES, SparseTarget, find_targets
+from .time_drop import TIME_DROP_MODES, TimeDrop, time_drop
 from .topology import (
     drop_lowest,
     global_keep_counts,
@@ -43,6 +45,11 @@ from .updates import (
 )
 
 __all__ = [
+    "BeamSearchDecoder",
+    "TIME_DROP_MODES",
+    "TimeDrop",
+    "greedy_decode",
+    "time_drop",
     "METHOD_PRESETS",
     "MethodPreset",
     "register_method",

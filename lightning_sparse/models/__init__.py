@@ -1,7 +1,10 @@
 """Models: plain ``nn.Module`` classes and a timm-style registry of short builders.
 
 Every registered model sets ``example_input_size`` (the shape of one input sample, without the
-batch dimension) so generic tests and tools can build a valid input for it.
+batch dimension) so generic tests and tools can build a valid input for it. Sequence models
+whose ``forward`` takes ``(features, lengths)`` and returns ``(logits, lengths)`` (the speech
+models, e.g. :class:`ConformerCTC`) also declare ``input_convention = "features_lengths"``;
+``example_input_size`` is then one utterance's ``(T, F)``.
 
 Examples:
     >>> from lightning_sparse.models import create_model
@@ -10,8 +13,9 @@ Examples:
 
 from lightning_sparse.models import mlp, resnet_cifar, small_cnn  # noqa: F401  (register builders)
 from lightning_sparse.models import efficientnet, fast_resnet, r3d, resnet, vgg  # noqa: F401
-from lightning_sparse.models import dsn  # noqa: F401
+from lightning_sparse.models import conformer, dsn  # noqa: F401
 from lightning_sparse.models._registry import create_model, list_models, register_model
+from lightning_sparse.models.conformer import ConformerCTC
 from lightning_sparse.models.dsn import DSN
 from lightning_sparse.models.fast_resnet import FastResNet
 from lightning_sparse.models.flops import FlopCount, conv_linear_flops
@@ -22,6 +26,7 @@ from lightning_sparse.models.small_cnn import SmallCNN
 from lightning_sparse.models.vgg import VGG
 
 __all__ = [
+    "ConformerCTC",
     "DSN",
     "MLP",
     "VGG",

@@ -12,6 +12,8 @@ normalisation or activation is a name or ``(name, kwargs)``.
 - :class:`DropPath` / :func:`drop_path`: per-sample stochastic depth.
 - :class:`ChannelLayerNorm`: layer norm over the channels of ``(B, C, *spatial)``.
 - :class:`LogMelFilterbank`: the audio front end (log-mel features with exact lengths).
+- :class:`Conv2dSubsampling` / :func:`subsampled_lengths`: 4x time subsampling of features
+  (the Conformer's input layer), with exact output lengths.
 
 Examples:
     >>> import torch
@@ -38,6 +40,7 @@ from lightning_sparse.models.layers.factories import (
     pool,
     same_padding,
 )
+from lightning_sparse.models.layers.subsampling import Conv2dSubsampling, subsampled_lengths
 
 __all__ = [
     "ACTS",
@@ -46,6 +49,7 @@ __all__ = [
     "BasicBlock",
     "Bottleneck",
     "ChannelLayerNorm",
+    "Conv2dSubsampling",
     "ConvNormAct",
     "DropPath",
     "LayerSpec",
@@ -56,4 +60,5 @@ __all__ = [
     "norm",
     "pool",
     "same_padding",
+    "subsampled_lengths",
 ]
