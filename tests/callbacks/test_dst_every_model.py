@@ -18,7 +18,12 @@ class Wrap(LightningModule):
         self.data = TensorDataset(torch.randn(4, *size, generator=g), torch.randint(0, 3, (4,), generator=g))
 
     def training_step(self, batch, batch_idx):
-        return torch.nn.functional.cross_entropy(self.model(batch[0]), batch[1])
+        x = batch[0]
+        if getattr(self.model, "input_convention", None) == "features_lengths":  # speech: time-averaged logits
+            logits = self.model(x, torch.full((len(x),), x.shape[1]))[0].mean(1)
+        else:
+            logits = self.model(x)
+        return torch.nn.functional.cross_entropy(logits, batch[1])
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.01, momentum=0.9)

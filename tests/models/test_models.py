@@ -15,8 +15,12 @@ def test_model_forward_backward(name):
     input_size = getattr(model, "example_input_size", None)
     assert input_size is not None, f"{name} must set `example_input_size` (one sample's shape)"
     x = torch.randn(2, *input_size)
-    out = model(x)
-    assert out.shape == (2, 7)
+    if getattr(model, "input_convention", None) == "features_lengths":  # speech: (B, T, F) and lengths
+        out, out_lengths = model(x, torch.tensor([input_size[0], input_size[0] // 2]))
+        assert out.shape == (2, int(out_lengths.max()), 7)
+    else:
+        out = model(x)
+        assert out.shape == (2, 7)
     assert torch.isfinite(out).all()
     out.square().mean().backward()
     for pname, param in model.named_parameters():
