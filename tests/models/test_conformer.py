@@ -93,3 +93,20 @@ def test_bad_subsampling_args_and_inputs():
         Conv2dSubsampling(5, 8)
     with pytest.raises(ValueError, match="`x` must be \\(B, T, 16\\)"):
         Conv2dSubsampling(16, 8)(torch.randn(2, 10, 12))
+
+
+def test_eval_output_does_not_depend_on_the_padding_of_the_batch():
+    from lightning_sparse.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("conformer_ctc_tiny", input_dim=16).eval()
+    feats = torch.randn(3, 80, 16)
+    lengths = torch.tensor([80, 50, 23])
+    for i in range(3):
+        feats[i, lengths[i]:] = 0
+    with torch.no_grad():
+        batched, out_lengths = model(feats, lengths)
+        for i in range(3):
+            alone, n = model(feats[i:i + 1, : lengths[i]], lengths[i:i + 1])
+            assert n.item() == out_lengths[i].item()
+            torch.testing.assert_close(batched[i, : n.item()], alone[0, : n.item()], atol=1e-5, rtol=1e-4)
