@@ -78,12 +78,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ucr", default="ItalyPowerDemand", help="UCR problem (inside aeon) for the time-series row")
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    p.add_argument("--epochs", type=int, default=None, help="speech epochs (quick: 12, full: 40)")
+    p.add_argument("--epochs", type=int, default=None, help="speech epochs (quick: 25, full: 60)")
     p.add_argument("--backbone", default="conformer_ctc_tiny")
     p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--warmup", type=int, default=100, help="optimizer steps of learning-rate warm-up")
+    p.add_argument("--freq-mask", type=int, default=8, help="SpecAugment: widest frequency mask (bands)")
+    p.add_argument("--time-mask", type=int, default=8, help="SpecAugment: widest time mask (frames; digits are short)")
     p.add_argument("--time-drop", type=float, default=0.2, help="share of frames dropped (chunk config)")
     p.add_argument("--chunk-length", type=int, default=5, help="frames per dropped chunk")
     p.add_argument("--min-speedup", type=float, default=1.4)
@@ -93,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_threads_arg(p, 2, "the speech models are large enough for two threads to pay")
     args = p.parse_args(argv)
     if args.epochs is None:
-        args.epochs = 12 if args.quick else 40
+        args.epochs = 25 if args.quick else 60
     return args
 
 
@@ -127,7 +130,8 @@ def speech_run(args, dm: SpokenDigitsDataModule, config: str, seed: int) -> dict
         backbone_kwargs={"input_dim": dm.frontend_settings["n_mels"], "d_model": args.d_model,
                          "num_layers": args.layers},
         sample_rate=dm.sample_rate, features=dm.frontend_settings, time_drop=time_drop,
-        lr=args.lr, scheduler="cosine", warmup_steps=50,
+        freq_masks=2, freq_mask_param=args.freq_mask, time_masks=2, time_mask_param=args.time_mask,
+        lr=args.lr, scheduler="cosine", warmup_steps=args.warmup,
     )
     t = trainer(args, [cb] if cb is not None else [], args.epochs)
     start = time.perf_counter()
