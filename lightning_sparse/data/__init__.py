@@ -4,7 +4,8 @@ Every DataModule derives from :class:`DataModule` (:mod:`lightning_sparse.data.b
 arguments, resumable training loaders (:mod:`lightning_sparse.data.loading`), ``return_index``
 and a training sampler a callback can install. Modalities live in subpackages:
 :mod:`lightning_sparse.data.image`, :mod:`lightning_sparse.data.video`,
-:mod:`lightning_sparse.data.timeseries`; image corruptions in :mod:`lightning_sparse.data.corruptions`.
+:mod:`lightning_sparse.data.timeseries`, :mod:`lightning_sparse.data.speech`; image corruptions in
+:mod:`lightning_sparse.data.corruptions`.
 """
 
 from lightning_sparse.data.base import DataModule
@@ -27,7 +28,14 @@ from lightning_sparse.data.image import (
     TinyImageNetDataModule,
     write_cifar_c,
 )
-from lightning_sparse.data.loading import EpochSampler, IndexedDataset, ResumableDataLoader
+from lightning_sparse.data.loading import BucketBatchSampler, EpochSampler, IndexedDataset, ResumableDataLoader
+from lightning_sparse.data.speech import (
+    LibriSpeechDataModule,
+    LJSpeechDataModule,
+    ManifestDataModule,
+    SpeechDataModule,
+    SpokenDigitsDataModule,
+)
 from lightning_sparse.data.timeseries import TimeSeriesDataModule, UCRDataModule, UEADataModule
 from lightning_sparse.data.video import (
     ALL_VIDEO_CORRUPTIONS,
@@ -44,6 +52,7 @@ from lightning_sparse.data.video import (
 __all__ = [
     "ALL_CORRUPTIONS",
     "ALL_VIDEO_CORRUPTIONS",
+    "BucketBatchSampler",
     "CIFAR100DataModule",
     "CIFAR10DataModule",
     "CIFARCDataset",
@@ -58,7 +67,12 @@ __all__ = [
     "ImageFolderDataModule",
     "ImageNetCFolder",
     "IndexedDataset",
+    "LJSpeechDataModule",
+    "LibriSpeechDataModule",
+    "ManifestDataModule",
     "ResumableDataLoader",
+    "SpeechDataModule",
+    "SpokenDigitsDataModule",
     "SupportsCorruptions",
     "TimeSeriesDataModule",
     "TinyImageNetDataModule",

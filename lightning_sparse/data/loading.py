@@ -15,6 +15,11 @@ same order and keeps positions ``rank, rank + world_size, ...`` (the order padde
 items to a multiple of ``world_size``, as ``DistributedSampler``). It subclasses
 ``DistributedSampler``, so Lightning leaves it in place under DDP instead of wrapping it.
 
+:class:`BucketBatchSampler` batches an :class:`EpochSampler`'s order by length (variable-length
+items such as utterances: less padding per batch): it cuts this rank's order into chunks of
+``bucket_size`` batches, sorts each chunk by length, cuts it into batches and shuffles the
+batches from ``(seed, epoch)``. A :class:`ResumableDataLoader` over it resumes by whole batches.
+
 Examples:
     >>> loader = ResumableDataLoader(list(range(10)), batch_size=3, sampler=EpochSampler(10, seed=0))
     >>> it = iter(loader)
@@ -29,13 +34,16 @@ Examples:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sized
+from collections.abc import Callable, Iterator, Sequence, Sized
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler
 
-__all__ = ["EpochSampler", "IndexedDataset", "ResumableDataLoader"]
+from lightning_sparse._validation import check_int
+
+__all__ = ["BucketBatchSampler", "EpochSampler", "IndexedDataset", "ResumableDataLoader"]
 
 
 class EpochSampler(DistributedSampler):
@@ -109,6 +117,84 @@ class EpochSampler(DistributedSampler):
             self.source.load_state_dict(state["source"])
 
 
+class BucketBatchSampler(BatchSampler):
+    """Length-bucketed batches of a sampler's order: batches of similar lengths, shuffled.
+
+    At each iteration: take the order ``sampler`` yields (an :class:`EpochSampler`: this rank's
+    shard of the epoch's order, a callback's order included), cut it into chunks of
+    ``bucket_size * batch_size`` positions, sort each chunk by ``lengths`` (stable), cut the
+    sorted chunks into batches of ``batch_size`` (the last batch of the last chunk may be
+    shorter, unless ``drop_last``), and shuffle the batches with a generator seeded by
+    ``(seed, epoch)`` (the sampler's ``seed`` and ``epoch`` when it has them). So the batches
+    hold exactly the sampler's positions, every DDP rank yields ``len(self)`` batches (its
+    :class:`EpochSampler` shard has the same length on every rank), and an epoch's batches
+    depend only on the seed, the epoch and the sampler's order.
+
+    ``bucket_size=1`` sorts within each batch only (the batches are the sampler's order);
+    a large ``bucket_size`` gives the least padding and the least random batches.
+
+    Resume: ``skip`` (set by :class:`ResumableDataLoader`) drops the first ``skip`` batches of
+    the next iteration; their items are never loaded. ``set_epoch`` is passed on to the sampler.
+
+    Args:
+        sampler: The order to batch (an :class:`EpochSampler` for resumable training loaders).
+        batch_size: Items per batch.
+        drop_last: Drop the shorter last batch.
+        lengths: Length of every item of the dataset (any unit: seconds, samples), indexed by the
+            sampler's indices.
+        bucket_size: Batches per sorted chunk.
+        seed: Seed of the batch shuffle when the sampler has no ``seed``.
+
+    Raises:
+        ValueError: If ``batch_size`` or ``bucket_size`` is not a positive integer.
+
+    Examples:
+        >>> lengths = [5, 1, 4, 2, 8, 3, 7, 6]
+        >>> batches = list(BucketBatchSampler(EpochSampler(8, seed=0), 2, lengths=lengths, bucket_size=2))
+        >>> [[lengths[i] for i in b] for b in batches]  # sorted within each batch
+        [[1, 3], [2, 5], [6, 8], [4, 7]]
+        >>> sorted(sum(batches, [])) == list(range(8))
+        True
+    """
+
+    def __init__(self, sampler: Sampler | Sequence[int], batch_size: int, drop_last: bool = False, *,
+                 lengths: Sequence[float], bucket_size: int = 100, seed: int = 0) -> None:
+        check_int("batch_size", batch_size, 1)
+        check_int("bucket_size", bucket_size, 1)
+        super().__init__(sampler, batch_size, drop_last)
+        self.lengths = np.asarray(lengths, dtype=np.float64)
+        self.bucket_size = bucket_size
+        self.seed = seed
+        self.skip = 0  # batches of the next iteration to drop (resume)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pass ``epoch`` on to the sampler."""
+        if callable(getattr(self.sampler, "set_epoch", None)):
+            self.sampler.set_epoch(epoch)
+
+    def batches(self) -> list[list[int]]:
+        """All batches of the current epoch, in the order they are yielded (ignores ``skip``)."""
+        order = np.fromiter((int(i) for i in self.sampler), dtype=np.int64)
+        chunk = self.bucket_size * self.batch_size
+        batches: list[list[int]] = []
+        for start in range(0, len(order), chunk):
+            part = order[start : start + chunk]
+            part = part[np.argsort(self.lengths[part], kind="stable")].tolist()
+            batches += [part[i : i + self.batch_size] for i in range(0, len(part), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        seed = int(getattr(self.sampler, "seed", self.seed))
+        epoch = int(getattr(self.sampler, "epoch", 0))
+        permutation = np.random.default_rng([seed, epoch]).permutation(len(batches))
+        return [batches[i] for i in permutation]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        # a generator: `skip` is read at the first batch, not at `iter()` (the DataLoader's
+        # worker iterator calls `iter()` on its batch sampler twice and uses the second)
+        skip, self.skip = self.skip, 0
+        yield from self.batches()[skip:]
+
+
 class ResumableDataLoader(DataLoader):
     """A ``DataLoader`` over an :class:`EpochSampler` whose state resumes mid-epoch.
 
@@ -123,18 +209,33 @@ class ResumableDataLoader(DataLoader):
     The underlying iterator (and with ``num_workers > 0`` the first requests to the workers) is
     only created at the first ``next()``, after Lightning's ``set_epoch``.
 
+    Instead of ``sampler`` and ``batch_size`` it may get a ``batch_sampler`` over an
+    :class:`EpochSampler` (``batch_sampler.sampler``) that has a ``skip`` attribute, the batches
+    to drop from its next iteration (:class:`BucketBatchSampler`): it then resumes by whole
+    batches, with the same state format. The :class:`EpochSampler` is also its ``sampler``, so
+    Lightning sees a ``DistributedSampler`` and keeps the loader under DDP.
+
     With another sampler (Lightning swaps in a sequential one for ``overfit_batches``) it is a
     plain ``DataLoader`` with an empty state.
 
     Args:
-        *args: As ``DataLoader``, with ``sampler`` an :class:`EpochSampler`.
+        *args: As ``DataLoader``, with ``sampler`` an :class:`EpochSampler` (or ``batch_sampler``
+            a :class:`BucketBatchSampler` over one).
         progress: Returns the batches of the current epoch already trained on, or None.
         **kwargs: As ``DataLoader``.
     """
 
     def __init__(self, *args: Any, progress: Callable[[], int | None] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.resumable = isinstance(self.sampler, EpochSampler) and self.batch_size is not None
+        inner = getattr(self.batch_sampler, "sampler", None)
+        self._skips_batches = (self.batch_size is None and isinstance(inner, EpochSampler)
+                               and hasattr(self.batch_sampler, "skip"))
+        if self._skips_batches and self.sampler is not inner:
+            # DataLoader forbids `sampler` with `batch_sampler` (and setting it afterwards); it is
+            # unused for iteration then, and exposing the EpochSampler keeps Lightning from
+            # replacing the loader under DDP (it looks for a DistributedSampler there).
+            object.__setattr__(self, "sampler", inner)
+        self.resumable = isinstance(self.sampler, EpochSampler) and (self.batch_size is not None or self._skips_batches)
         self.progress = progress
         self._epoch: int | None = None  # epoch of the current (or last) iteration
         self._done = 0  # batches of that epoch used so far, skipped ones included
@@ -151,7 +252,10 @@ class ResumableDataLoader(DataLoader):
         if self._resume is not None and self._resume[0] == epoch:
             skip = self._resume[1]
         self._resume = None
-        self.sampler.skip = skip * self.batch_size
+        if self._skips_batches:
+            self.batch_sampler.skip = skip
+        else:
+            self.sampler.skip = skip * self.batch_size
         self._epoch, self._done = epoch, skip
         for batch in super().__iter__():
             self._done += 1

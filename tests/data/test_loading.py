@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from lightning_sparse.data import DigitsDataModule, EpochSampler, IndexedDataset, ResumableDataLoader
+from lightning_sparse.data.loading import BucketBatchSampler
 
 
 class Recorded(Dataset):
@@ -106,6 +107,37 @@ def test_ddp_shards_share_one_order_and_are_disjoint():
         b.load_state_dict(a.state_dict())
         assert _indices(b) == full[1:]
 
+
+
+def _bucketed(dataset, num_workers=0, epoch=0, **sampler_kwargs):
+    sampler = EpochSampler(len(dataset), **{"seed": 7, **sampler_kwargs})
+    sampler.set_epoch(epoch)
+    lengths = [(i * 7) % 11 for i in range(len(dataset))]
+    batches = BucketBatchSampler(sampler, 4, lengths=lengths, bucket_size=2)
+    return ResumableDataLoader(IndexedDataset(dataset), batch_sampler=batches, num_workers=num_workers,
+                               persistent_workers=num_workers > 0)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_bucketed_loader_resumes_by_whole_batches(num_workers):
+    full = _indices(_bucketed(Recorded(), num_workers, epoch=3))
+    assert len(full) == 6 and sorted(sum(full, [])) == list(range(23))
+    first = _bucketed(Recorded(), num_workers, epoch=3)
+    assert first.resumable and first.sampler is first.batch_sampler.sampler  # Lightning sees the EpochSampler
+    it = iter(first)
+    seen = [next(it)[2].tolist() for _ in range(2)]
+    state = first.state_dict()
+    assert seen == full[:2] and state == _loader(Recorded(), epoch=3).state_dict() | {"batches": 2}  # one format
+    data = Recorded()
+    resumed = _bucketed(data, num_workers)
+    resumed.load_state_dict(state)
+    resumed.sampler.set_epoch(3)
+    assert _indices(resumed) == full[2:]
+    if num_workers == 0:
+        assert sorted(data.loaded) == sorted(sum(full[2:], []))  # skipped batches never loaded
+    assert _indices(resumed) == full
+    shards = [_indices(_bucketed(Recorded(), num_replicas=2, rank=r)) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 3
 
 class EvenFirst(torch.utils.data.Sampler):
     """A callback's sampler: the even items, in an order that depends on the epoch; stateful."""
