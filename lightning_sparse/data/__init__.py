@@ -28,6 +28,7 @@ from lightning_sparse.data.image import (
     TinyImageNetDataModule,
     write_cifar_c,
 )
+from lightning_sparse.core.time_drop import TimeDrop
 from lightning_sparse.data.loading import BucketBatchSampler, EpochSampler, IndexedDataset, ResumableDataLoader
 from lightning_sparse.data.speech import (
     LibriSpeechDataModule,
@@ -74,6 +75,7 @@ __all__ = [
     "SpeechDataModule",
     "SpokenDigitsDataModule",
     "SupportsCorruptions",
+    "TimeDrop",
     "TimeSeriesDataModule",
     "TinyImageNetDataModule",
     "UCF101DataModule",
