@@ -259,3 +259,26 @@ def test_the_datamodule_is_unpruned_after_fit():
     rec = RecordBatches()
     fit([rec], dm=dm, max_epochs=1)
     assert sum(len(b) for b in rec.epochs[0]) == 40
+
+
+def test_time_drop_ratio_is_scheduled_on_the_tasks_time_drop_modules():
+    from lightning_sparse.data import TimeDrop
+
+    class WithTimeDrop(PlainModule):
+        def __init__(self):
+            super().__init__()
+            self.time_drop = TimeDrop(mode="chunk", ratio=0.0, chunk_length=2)
+
+    class Ratios(Callback):
+        def __init__(self):
+            self.ratios = []
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.ratios.append(pl_module.time_drop.ratio)
+
+    cb = DynamicDataPruning(keep_ratio=0.5, time_drop_ratio={"schedule": "linear", "initial": 0.1, "final": 0.3},
+                            stop_fraction=0.25)
+    ratios = Ratios()
+    fit([cb, ratios], module=WithTimeDrop(), max_epochs=4)
+    # pruned epochs 0-2 (the last pruned epoch is 2): 0.1 -> 0.3; epoch 3 trains on full data, no drop
+    assert ratios.ratios == pytest.approx([0.1, 0.2, 0.3, 0.0])

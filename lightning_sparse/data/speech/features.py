@@ -152,6 +152,12 @@ class FeatureCache(Dataset):
         self._memory[i] = feats
         return feats
 
+    def precompute(self) -> FeatureCache:
+        """Compute (or load) every item's features now, e.g. before timing training; returns self."""
+        for i in range(len(self)):
+            self.features(i)
+        return self
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         i = int(i)
         if not -len(self) <= i < len(self):
