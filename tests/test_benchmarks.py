@@ -90,3 +90,24 @@ def test_threads_helper(keep_threads):
     assert 1 <= _common.free_cores() <= (__import__("os").cpu_count() or 1)
     assert _common.set_threads(1) == 1 == torch.get_num_threads()
     assert _common.set_threads("auto") == _common.free_cores()
+
+
+def test_data_pruning_benchmark_runs_on_a_folder_of_spoken_digits(tmp_path, capsys, keep_threads):
+    """A 1-epoch run on 60 synthetic recordings in the FSDD layout: the table and the summary line."""
+    import soundfile as sf
+
+    bench = _load("data_pruning")
+    rng = np.random.default_rng(0)
+    rec = tmp_path / "recordings"
+    rec.mkdir()
+    for digit in range(10):
+        for take in (0, 5, 6, 7, 8, 9):
+            tone = np.sin(np.linspace(0, 40 * (digit + 1), 2400)) * 0.3 + rng.normal(0, 0.01, 2400)
+            sf.write(rec / f"{digit}_spk_{take}.wav", tone.astype(np.float32), 8000)
+    code = bench.main(["--data-dir", str(tmp_path), "--epochs", "1", "--seeds", "0", "--configs", "full",
+                       "easy2hard-70+chunks", "--skip-other-tasks", "--threads", "1", "--layers", "1",
+                       "--d-model", "16"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(line.startswith("| easy2hard-70+chunks |") for line in lines)
+    assert lines[-1].startswith("data_pruning: easy2hard-70+chunks:")
+    assert code == (0 if lines[-1].endswith("PASS") else 1)

@@ -110,7 +110,8 @@ class DynamicDataPruning(Callback):
             set on every :class:`~lightning_sparse.core.time_drop.TimeDrop` of the task each
             epoch: a number or an epoch schedule as ``keep_ratio``, in ``[0, 1)``.
         seed: Seed of the selection generator.
-        log: Log ``data_pruning/kept_fraction`` and ``data_pruning/samples_seen`` every step.
+        log: Log ``data_pruning/kept_fraction`` and ``data_pruning/samples_seen`` at the steps the
+            loggers write (``trainer.log_every_n_steps``).
 
     Raises:
         ValueError: At construction for bad arguments; at ``setup`` when the trainer or the task
@@ -381,7 +382,7 @@ class DynamicDataPruning(Callback):
         if trainer.world_size > 1:
             losses, index = _gather(trainer, losses, index)
         self.samples_seen += update_scores_(self.scores, self.scored, index.cpu(), losses.cpu(), self.momentum)
-        if self.log:
+        if self.log and _logs_this_step(trainer):  # a `self.log` call costs ~0.6 ms: only when written
             kept = self.kept_fraction
             if kept is not None:
                 pl_module.log("data_pruning/kept_fraction", kept, on_step=True, on_epoch=False, batch_size=1)
@@ -450,6 +451,12 @@ def _batches_trained(trainer: Trainer) -> int | None:
     if not trainer.training:
         return None
     return int(trainer.fit_loop.epoch_loop.batch_progress.current.ready)
+
+
+def _logs_this_step(trainer: Trainer) -> bool:
+    """Whether the loggers write this training step's values (``log_every_n_steps`` cadence)."""
+    connector = getattr(trainer, "_logger_connector", None)
+    return bool(getattr(connector, "should_update_logs", True))
 
 
 def _limited_length(trainer: Trainer, loader: Any) -> float:

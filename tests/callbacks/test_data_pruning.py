@@ -282,3 +282,17 @@ def test_time_drop_ratio_is_scheduled_on_the_tasks_time_drop_modules():
     fit([cb, ratios], module=WithTimeDrop(), max_epochs=4)
     # pruned epochs 0-2 (the last pruned epoch is 2): 0.1 -> 0.3; epoch 3 trains on full data, no drop
     assert ratios.ratios == pytest.approx([0.1, 0.2, 0.3, 0.0])
+
+
+def test_logs_kept_fraction_and_samples_seen_at_the_loggers_cadence(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    cb = DynamicDataPruning(keep_ratio=0.5)
+    t, _ = fit([cb], max_epochs=2, logger=CSVLogger(tmp_path), log_every_n_steps=2)
+    assert t.logged_metrics["data_pruning/kept_fraction"] == pytest.approx(0.5)
+    assert t.logged_metrics["data_pruning/samples_seen"] == 40  # 2 epochs x 20 samples, the last step logs
+    import csv
+
+    rows = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
+    logged = [r for r in rows if r.get("data_pruning/samples_seen")]
+    assert [int(float(r["step"])) for r in logged] == [1, 3, 5]  # every second step (0-based)
