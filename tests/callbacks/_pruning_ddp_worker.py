@@ -32,3 +32,8 @@ if __name__ == "__main__":
         "num_training_batches": trainer.num_training_batches,
         "weights": {k: v.clone() for k, v in module.state_dict().items()},
     }, out / f"rank{trainer.global_rank}.pt")
+    # leave the process group cleanly: a rank exiting while gloo's threads are alive can abort
+    # ("terminate called without an active exception")
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
