@@ -71,7 +71,23 @@ class Tokenizer(Protocol):
     def decode(self, ids: Iterable[int]) -> str: ...
 
 
-class CharTokenizer:
+class _Vocabulary:
+    """What both tokenizers share: ``tokens`` with the blank at id 0, and the normalisation."""
+
+    tokens: list[str]
+    blank = 0
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids, the blank included."""
+        return len(self.tokens)
+
+    def normalize(self, text: str) -> str:
+        """:func:`normalize_text` (also applied to the texts a SentencePiece model is trained on)."""
+        return normalize_text(text)
+
+
+class CharTokenizer(_Vocabulary):
     """Characters: ``<blank>`` (0), space (1), apostrophe (2), ``a`` .. ``z`` (3 .. 28).
 
     Examples:
@@ -86,17 +102,7 @@ class CharTokenizer:
 
     def __init__(self) -> None:
         self.tokens: list[str] = [BLANK, " ", "'", *"abcdefghijklmnopqrstuvwxyz"]
-        self.blank = 0
         self._ids = {t: i for i, t in enumerate(self.tokens)}
-
-    @property
-    def vocab_size(self) -> int:
-        """Number of ids, the blank included."""
-        return len(self.tokens)
-
-    def normalize(self, text: str) -> str:
-        """:func:`normalize_text`."""
-        return normalize_text(text)
 
     def encode(self, text: str) -> list[int]:
         """Ids of the normalized ``text`` (no blank)."""
@@ -111,7 +117,7 @@ class CharTokenizer:
         return "CharTokenizer()"
 
 
-class SentencePieceTokenizer:
+class SentencePieceTokenizer(_Vocabulary):
     """A SentencePiece model as a CTC vocabulary: piece ``p`` has id ``p + 1``, 0 is the blank.
 
     Args:
@@ -130,16 +136,6 @@ class SentencePieceTokenizer:
         self.model_file = str(path)
         self._sp = spm.SentencePieceProcessor(model_file=self.model_file)
         self.tokens: list[str] = [BLANK] + [self._sp.id_to_piece(i) for i in range(self._sp.get_piece_size())]
-        self.blank = 0
-
-    @property
-    def vocab_size(self) -> int:
-        """Number of ids: the pieces plus the blank."""
-        return len(self.tokens)
-
-    def normalize(self, text: str) -> str:
-        """:func:`normalize_text` (the same normalisation as the training texts)."""
-        return normalize_text(text)
 
     def encode(self, text: str) -> list[int]:
         """Piece ids (shifted by one) of the normalized ``text``."""
