@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from lightning_sparse._validation import check_bool, check_int, check_number
+from lightning_sparse.core.lengths import batch_lengths
 
 __all__ = ["BeamSearchDecoder", "greedy_decode"]
 
@@ -34,15 +35,7 @@ def _check_log_probs(log_probs: Any, lengths: Any) -> Tensor:
         shape = tuple(log_probs.shape) if isinstance(log_probs, Tensor) else type(log_probs).__name__
         raise ValueError(f"`log_probs` must be a tensor (B, T, V), got {shape}.")
     batch, steps = log_probs.shape[:2]
-    if lengths is None:
-        return torch.full((batch,), steps, dtype=torch.int64)
-    if not isinstance(lengths, Tensor) or lengths.shape != (batch,) or lengths.is_floating_point():
-        shape = tuple(lengths.shape) if isinstance(lengths, Tensor) else type(lengths).__name__
-        raise ValueError(f"`lengths` must be an integer tensor of shape ({batch},), got {shape}.")
-    lengths = lengths.detach().to("cpu", torch.int64)
-    if bool(((lengths < 0) | (lengths > steps)).any()):
-        raise ValueError(f"`lengths` must be in [0, {steps}] (the padded length), got {lengths.tolist()}.")
-    return lengths
+    return batch_lengths(lengths, batch, steps)
 
 
 def greedy_decode(log_probs: Tensor, lengths: Tensor | None = None, blank: int = 0) -> list[list[int]]:

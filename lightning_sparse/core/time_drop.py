@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_sparse._validation import check_choice, check_int, check_number
+from lightning_sparse.core.lengths import batch_lengths
 
 __all__ = ["TIME_DROP_MODES", "TimeDrop", "time_drop"]
 
@@ -115,15 +116,8 @@ def time_drop(
             lengths = steps
         check_int("lengths", lengths, 0, steps)
         lens = torch.tensor([lengths], dtype=torch.int64)
-    elif lengths is None:
-        lens = torch.full((batch,), steps, dtype=torch.int64)
     else:
-        if not isinstance(lengths, Tensor) or lengths.shape != (batch,) or lengths.is_floating_point():
-            shape = tuple(lengths.shape) if isinstance(lengths, Tensor) else type(lengths).__name__
-            raise ValueError(f"`lengths` must be an integer tensor of shape ({batch},), got {shape}.")
-        lens = lengths.detach().to("cpu", torch.int64)
-        if bool(((lens < 0) | (lens > steps)).any()):
-            raise ValueError(f"`lengths` must be in [0, {steps}] (the padded length), got {lens.tolist()}.")
+        lens = batch_lengths(lengths, batch, steps)
     counts = torch.minimum(torch.round(lens.double() * ratio).long(), (lens - 1).clamp_min(0))
     keep = torch.arange(steps)[None, :] < lens[:, None]  # (B, T) on the CPU
     for b in range(batch):
