@@ -18,9 +18,11 @@ continuous-sparsification, ``main.py`` and ``models/layers.py``):
 - the binary mask is ``s > 0`` (:func:`hard_mask`); the official code trains the logits with their
   own SGD (same learning rate, momentum 0.9, no weight decay).
 
-Beyond the reference code: :func:`mask_change` (the share of mask bits that changed since the
-last check, MSRS's stability measure) and :func:`topk_hard_mask` (a hard mask at an exact target
-sparsity, from the logits' ranking).
+Beyond the reference code: :func:`soft_mask_slope` (the derivative of the soft mask in its
+logits, for the gradient the MSRS callback hands the logits), :func:`mask_change` (the share of
+mask bits that changed since the last check, MSRS's stability measure), :func:`topk_hard_mask`
+and :func:`global_topk_hard_masks` (hard masks at an exact target sparsity, from the logits'
+ranking in each layer or over all layers).
 
 Torch only: never imports Lightning.
 
@@ -35,7 +37,7 @@ Examples:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import Tensor
@@ -46,10 +48,13 @@ __all__ = [
     "CS_FINAL_TEMPERATURE",
     "CS_INITIAL_LOGIT",
     "CS_PENALTY",
+    "global_topk_hard_masks",
     "hard_mask",
     "mask_change",
     "mask_penalty",
+    "mask_scale",
     "soft_mask",
+    "soft_mask_slope",
     "temperature_at",
     "topk_hard_mask",
 ]
@@ -70,8 +75,31 @@ def soft_mask(logits: Tensor, temperature: float, initial_logit: float = CS_INIT
         tensor([0., 1., 2.])
     """
     check_number("temperature", temperature, 0.0, low_open=True)
-    scale = 1.0 / (1.0 / (1.0 + math.exp(-initial_logit)))
-    return torch.sigmoid(temperature * logits) * scale
+    return torch.sigmoid(temperature * logits) * mask_scale(initial_logit)
+
+
+def mask_scale(initial_logit: float = CS_INITIAL_LOGIT) -> float:
+    """``1 / sigmoid(initial_logit)``: the factor that makes the initial soft mask exactly 1.
+
+    Examples:
+        >>> mask_scale(0.0)
+        2.0
+    """
+    return 1.0 + math.exp(-initial_logit)
+
+
+def soft_mask_slope(logits: Tensor, temperature: float, initial_logit: float = CS_INITIAL_LOGIT) -> Tensor:
+    """``d soft_mask / d logits = temperature * sigmoid(t s) * (1 - sigmoid(t s)) / sigmoid(s0)``.
+
+    Examples:
+        >>> s = torch.tensor([0.3, -0.2], requires_grad=True)
+        >>> soft_mask(s, 5.0).sum().backward()
+        >>> torch.allclose(s.grad, soft_mask_slope(s.detach(), 5.0))
+        True
+    """
+    check_number("temperature", temperature, 0.0, low_open=True)
+    sig = torch.sigmoid(temperature * logits)
+    return (temperature * mask_scale(initial_logit)) * sig * (1.0 - sig)
 
 
 def hard_mask(logits: Tensor) -> Tensor:
@@ -98,6 +126,40 @@ def topk_hard_mask(logits: Tensor, sparsity: float) -> Tensor:
     mask = torch.zeros(n, dtype=torch.bool, device=logits.device)
     mask[order] = True
     return mask.view_as(logits)
+
+
+def global_topk_hard_masks(
+    logits: Mapping[str, Tensor], sparsity: float, unit_sizes: Mapping[str, int] | None = None
+) -> dict[str, Tensor]:
+    """Hard masks keeping the highest logits over *all* layers, ``round((1 - sparsity) * n)``
+    elements in all (a unit of ``unit_sizes[name]`` elements, e.g. a conv kernel, counts that
+    many); ties go to the earlier layer, then the lower index. Units are taken in ranking order
+    while they fit the budget.
+
+    Examples:
+        >>> masks = global_topk_hard_masks({"a": torch.tensor([0.9, -0.5]), "b": torch.tensor([0.2, 0.4])}, 0.5)
+        >>> masks["a"].tolist(), masks["b"].tolist()
+        ([True, False], [False, True])
+    """
+    check_number("sparsity", sparsity, 0.0, 1.0, high_open=True)
+    names = list(logits)
+    if not names:
+        raise ValueError("`logits` must hold at least one tensor, got none.")
+    sizes = {n: 1 if unit_sizes is None else int(unit_sizes[n]) for n in names}
+    flat = torch.cat([logits[n].detach().flatten().float().cpu() for n in names])
+    weight = torch.cat([torch.full((logits[n].numel(),), sizes[n], dtype=torch.int64) for n in names])
+    total = int(weight.sum())
+    budget = min(total, max(0, math.floor((1.0 - sparsity) * total + 0.5)))
+    order = torch.sort(flat, descending=True, stable=True).indices
+    keep = order[torch.cumsum(weight[order], 0) <= budget]
+    chosen = torch.zeros(flat.numel(), dtype=torch.bool)
+    chosen[keep] = True
+    out, start = {}, 0
+    for n in names:
+        k = logits[n].numel()
+        out[n] = chosen[start:start + k].view(logits[n].shape).to(logits[n].device)
+        start += k
+    return out
 
 
 def mask_penalty(masks: Iterable[Tensor], weight: float = CS_PENALTY) -> Tensor:
