@@ -18,8 +18,9 @@ without editing YAML). The override is written into the callbacks' ``init_args``
 callback argument before training starts.
 
 Relative paths in a config file: the input-data paths :data:`CONFIG_RELATIVE_KEYS`
-(``data_dir``, ``root``, ``split_dir``, ``cache_dir``, ``corrupted_dir`` and the speech
-manifests ``train_manifest`` / ``val_manifest`` / ``test_manifest``), wherever they appear in
+(``data_dir``, ``root``, ``split_dir``, ``cache_dir``, ``corrupted_dir``, the speech
+manifests ``train_manifest`` / ``val_manifest`` / ``test_manifest``, and the audio-visual data's
+``mnist_path`` and ``landmarks_dir``), wherever they appear in
 a ``--config`` file, are relative to that file's directory, so a recipe runs from any working
 directory; ``--print_config`` and the saved ``config.yaml`` show them resolved (absolute). The
 same keys given on the command line resolve against the working directory, and the run's
@@ -50,7 +51,7 @@ import lightning_sparse.tasks  # noqa: F401  (short names for the tasks)
 __all__ = ["CONFIG_RELATIVE_KEYS", "RecipeError", "SparseCLI", "build_cli", "main"]
 
 CONFIG_RELATIVE_KEYS = frozenset({"data_dir", "root", "split_dir", "cache_dir", "corrupted_dir", "train_manifest",
-                                  "val_manifest", "test_manifest"})
+                                  "val_manifest", "test_manifest", "mnist_path", "landmarks_dir"})
 """Argument names whose relative values in a config file are relative to that file's directory."""
 
 TRACEBACK_ENV = "LIGHTNING_SPARSE_TRACEBACK"

@@ -4,10 +4,12 @@ Every DataModule derives from :class:`DataModule` (:mod:`lightning_sparse.data.b
 arguments, resumable training loaders (:mod:`lightning_sparse.data.loading`), ``return_index``
 and a training sampler a callback can install. Modalities live in subpackages:
 :mod:`lightning_sparse.data.image`, :mod:`lightning_sparse.data.video`,
-:mod:`lightning_sparse.data.timeseries`, :mod:`lightning_sparse.data.speech`; image corruptions in
+:mod:`lightning_sparse.data.timeseries`, :mod:`lightning_sparse.data.speech`,
+:mod:`lightning_sparse.data.avsr` (audio-visual speech); image corruptions in
 :mod:`lightning_sparse.data.corruptions`.
 """
 
+from lightning_sparse.data.avsr import AVDigitsDataModule, AVSRDataModule, GRIDDataModule, LRS3DataModule
 from lightning_sparse.data.base import DataModule
 from lightning_sparse.data.corruptions import (
     ALL_CORRUPTIONS,
@@ -53,6 +55,8 @@ from lightning_sparse.data.video import (
 __all__ = [
     "ALL_CORRUPTIONS",
     "ALL_VIDEO_CORRUPTIONS",
+    "AVDigitsDataModule",
+    "AVSRDataModule",
     "BucketBatchSampler",
     "CIFAR100DataModule",
     "CIFAR10DataModule",
@@ -65,10 +69,12 @@ __all__ = [
     "DigitsDataModule",
     "EXTRA_CORRUPTIONS",
     "EpochSampler",
+    "GRIDDataModule",
     "ImageFolderDataModule",
     "ImageNetCFolder",
     "IndexedDataset",
     "LJSpeechDataModule",
+    "LRS3DataModule",
     "LibriSpeechDataModule",
     "ManifestDataModule",
     "ResumableDataLoader",
