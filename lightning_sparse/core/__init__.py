@@ -17,10 +17,12 @@ from .criteria import (
 from .ctc import BeamSearchDecoder, greedy_decode
 from .distributions import DISTRIBUTIONS, density_counts, group_counts, layer_densities, mapped_densities, raw_scale
 from .init import WEIGHT_INITS, sparse_fans, sparse_init_
+from .joint_decoding import CTCPrefixScorer, Hypothesis, beam_search, greedy_attention_decode, joint_decode
 from .methods import METHOD_PRESETS, MethodPreset, register_method
 from .masks import MaskSet, density, mask_checksum, pack_mask, unpack_mask
 from .optim_state import reset_optimizer_state
 from .schedules import SCHEDULES, Schedule, schedule_value
+from .seq2seq import HybridLoss, add_sos_eos, hybrid_ctc_attention_loss, label_smoothing_loss
 from .targets import GRANULARITIES, SparseTarget, find_targets
 from .time_drop import TIME_DROP_MODES, TimeDrop, time_drop
 from .topology import (
@@ -46,6 +48,15 @@ from .updates import (
 
 __all__ = [
     "BeamSearchDecoder",
+    "CTCPrefixScorer",
+    "HybridLoss",
+    "Hypothesis",
+    "add_sos_eos",
+    "beam_search",
+    "greedy_attention_decode",
+    "hybrid_ctc_attention_loss",
+    "joint_decode",
+    "label_smoothing_loss",
     "TIME_DROP_MODES",
     "TimeDrop",
     "greedy_decode",

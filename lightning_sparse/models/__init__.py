@@ -4,7 +4,10 @@ Every registered model sets ``example_input_size`` (the shape of one input sampl
 batch dimension) so generic tests and tools can build a valid input for it. Sequence models
 whose ``forward`` takes ``(features, lengths)`` and returns ``(logits, lengths)`` (the speech
 models, e.g. :class:`ConformerCTC`) also declare ``input_convention = "features_lengths"``;
-``example_input_size`` is then one utterance's ``(T, F)``.
+``example_input_size`` is then one utterance's ``(T, F)``. The audio-visual model :class:`AVSR`
+declares ``input_convention = "audio_visual"``: it takes keyword streams (``video``, ``audio`` and
+their lengths), ``example_input_size`` maps each stream to one sample's shape and
+``model.example_inputs()`` builds a valid input.
 
 Examples:
     >>> from lightning_sparse.models import create_model
@@ -13,8 +16,9 @@ Examples:
 
 from lightning_sparse.models import mlp, resnet_cifar, small_cnn  # noqa: F401  (register builders)
 from lightning_sparse.models import efficientnet, fast_resnet, r3d, resnet, vgg  # noqa: F401
-from lightning_sparse.models import conformer, dsn  # noqa: F401
+from lightning_sparse.models import avsr, conformer, dsn  # noqa: F401
 from lightning_sparse.models._registry import create_model, list_models, register_model
+from lightning_sparse.models.avsr import AVSR
 from lightning_sparse.models.conformer import ConformerCTC
 from lightning_sparse.models.dsn import DSN
 from lightning_sparse.models.fast_resnet import FastResNet
@@ -26,6 +30,7 @@ from lightning_sparse.models.small_cnn import SmallCNN
 from lightning_sparse.models.vgg import VGG
 
 __all__ = [
+    "AVSR",
     "ConformerCTC",
     "DSN",
     "MLP",

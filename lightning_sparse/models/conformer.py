@@ -36,7 +36,8 @@ sequence's output depends on how much padding its batch has (measured here: the 
 batch of FSDD utterances 40% above that of the same utterances one by one). ``ConformerCTC``
 zeros the padded frames right before every depthwise convolution (a forward pre-hook), so in
 eval mode a sequence's output is the same batched or alone (tested); in training mode only
-the batch-norm statistics still see the (zeroed) padded frames.
+the batch-norm statistics still see the (zeroed) padded frames. That encoder is
+:class:`MaskedConformer`, also used by the audio-visual model (:mod:`lightning_sparse.models.avsr`).
 """
 
 from __future__ import annotations
@@ -54,11 +55,52 @@ from lightning_sparse.models.layers.subsampling import Conv2dSubsampling
 
 __all__ = [
     "ConformerCTC",
+    "MaskedConformer",
     "conformer_ctc_large",
     "conformer_ctc_medium",
     "conformer_ctc_small",
     "conformer_ctc_tiny",
 ]
+
+
+class MaskedConformer(torchaudio.models.Conformer):
+    """``torchaudio.models.Conformer`` that zeros padded frames before every depthwise convolution.
+
+    Same arguments, parameters and ``forward(input (B, T, D), lengths (B,))`` as torchaudio's
+    Conformer (``T`` must be ``max(lengths)``); a forward pre-hook on each block's depthwise
+    convolution multiplies its input by the valid-frame mask, so in eval mode a sequence's output
+    does not depend on the padding of its batch (see the module docstring).
+
+    Examples:
+        >>> enc = MaskedConformer(input_dim=8, num_heads=2, ffn_dim=16, num_layers=1,
+        ...                       depthwise_conv_kernel_size=3).eval()
+        >>> x = torch.randn(2, 5, 8)
+        >>> batch, _ = enc(x, torch.tensor([5, 3]))  # the second sequence has 2 padded frames
+        >>> alone, _ = enc(x[1:, :3], torch.tensor([3]))
+        >>> torch.allclose(batch[1, :3], alone[0], atol=1e-5)
+        True
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._valid: Tensor | None = None  # (B, 1, T) during forward: 1 on valid frames
+        for layer in self.conformer_layers:
+            layer.conv_module.sequential[2].register_forward_pre_hook(self._zero_padding)
+
+    def _zero_padding(self, module: nn.Module, args: tuple[Tensor, ...]) -> tuple[Tensor, ...] | None:
+        """Zero the padded frames of the depthwise convolution's input ``(B, C, T)``."""
+        if self._valid is None or self._valid.shape[-1] != args[0].shape[-1]:
+            return None
+        return (args[0] * self._valid.to(args[0].dtype),)
+
+    def forward(self, input: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:  # noqa: A002 (torchaudio's name)
+        """torchaudio's ``(output (B, T, D), lengths (B,))``, padding zeroed before the depthwise convolutions."""
+        steps = input.shape[1]
+        self._valid = (torch.arange(steps, device=input.device)[None, :] < lengths.to(input.device)[:, None]).unsqueeze(1)
+        try:
+            return super().forward(input, lengths)
+        finally:
+            self._valid = None
 
 
 class ConformerCTC(nn.Module):
@@ -121,20 +163,11 @@ class ConformerCTC(nn.Module):
         self.example_input_size = (64, input_dim)  # one utterance: 64 frames (0.64 s at a 10 ms hop)
         self.subsampling = Conv2dSubsampling(input_dim, d_model)
         self.dropout = nn.Dropout(dropout)
-        self.encoder = torchaudio.models.Conformer(
+        self.encoder = MaskedConformer(
             input_dim=d_model, num_heads=num_heads, ffn_dim=ffn_dim, num_layers=num_layers,
             depthwise_conv_kernel_size=depthwise_conv_kernel_size, dropout=dropout,
         )
         self.head = nn.Linear(d_model, vocab_size)
-        self._valid: Tensor | None = None  # (B, 1, T') during forward: 1 on valid frames
-        for layer in self.encoder.conformer_layers:
-            layer.conv_module.sequential[2].register_forward_pre_hook(self._zero_padding)
-
-    def _zero_padding(self, module: nn.Module, args: tuple[Tensor, ...]) -> tuple[Tensor, ...] | None:
-        """Zero the padded frames of the depthwise convolution's input ``(B, C, T')``."""
-        if self._valid is None or self._valid.shape[-1] != args[0].shape[-1]:
-            return None
-        return (args[0] * self._valid.to(args[0].dtype),)
 
     def forward(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Logits ``(B, T', vocab_size)`` and output lengths ``(B,)``; ``lengths`` ``None``: all ``T``."""
@@ -143,11 +176,7 @@ class ConformerCTC(nn.Module):
         x = self.dropout(x[:, :steps])
         # torchaudio's padding mask spans max(lengths) frames: every sequence attends to >= 1 frame
         enc_lengths = out_lengths.clamp(1, steps).to(x.device)
-        self._valid = (torch.arange(steps, device=x.device)[None, :] < enc_lengths[:, None]).unsqueeze(1)
-        try:
-            x, _ = self.encoder(x, enc_lengths)
-        finally:
-            self._valid = None
+        x, _ = self.encoder(x, enc_lengths)  # padding zeroed before the depthwise convolutions
         return self.head(x), out_lengths
 
 

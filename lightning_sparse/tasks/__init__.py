@@ -2,12 +2,14 @@
 
 :class:`~lightning_sparse.tasks.base.SparseTask` is their shared base (batch layouts, metric
 triples, the per-sample contract, optimizers and schedules). :class:`SpeechRecognizer` trains CTC
-speech recognition on the speech batch dicts.
+speech recognition on the speech batch dicts; :class:`AVSpeechRecognizer` trains audio-visual
+speech recognition (hybrid CTC/attention) on the audio-visual batch dicts.
 """
 
 from lightning_sparse.tasks.asr import SpeechRecognizer
+from lightning_sparse.tasks.avsr import AVSpeechRecognizer
 from lightning_sparse.tasks.base import SparseTask
 from lightning_sparse.tasks.classification import ImageClassifier
 from lightning_sparse.tasks.timeseries import TimeSeriesClassifier
 
-__all__ = ["ImageClassifier", "SparseTask", "SpeechRecognizer", "TimeSeriesClassifier"]
+__all__ = ["AVSpeechRecognizer", "ImageClassifier", "SparseTask", "SpeechRecognizer", "TimeSeriesClassifier"]

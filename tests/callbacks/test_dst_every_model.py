@@ -13,12 +13,22 @@ class Wrap(LightningModule):
     def __init__(self, name):
         super().__init__()
         self.model = create_model(name, num_classes=3)
-        size = self.model.example_input_size
         g = torch.Generator().manual_seed(0)
-        self.data = TensorDataset(torch.randn(4, *size, generator=g), torch.randint(0, 3, (4,), generator=g))
+        self.streams = None
+        if getattr(self.model, "input_convention", None) == "audio_visual":  # keyword streams
+            inputs = self.model.example_inputs(batch_size=4)
+            self.streams = list(inputs)
+            self.data = TensorDataset(*inputs.values(), torch.randint(0, 3, (4,), generator=g))
+        else:
+            size = self.model.example_input_size
+            self.data = TensorDataset(torch.randn(4, *size, generator=g), torch.randint(0, 3, (4,), generator=g))
 
     def training_step(self, batch, batch_idx):
         x = batch[0]
+        if self.streams is not None:  # CTC logits averaged over time, plus the decoder's
+            out = self.model(**dict(zip(self.streams, batch[:-1])), tokens=torch.full((len(x), 2), self.model.sos_eos))
+            logits = out["ctc_logits"].mean(1)[:, :3] + out["decoder_logits"].mean(1)[:, :3]
+            return torch.nn.functional.cross_entropy(logits, batch[-1])
         if getattr(self.model, "input_convention", None) == "features_lengths":  # speech: time-averaged logits
             logits = self.model(x, torch.full((len(x),), x.shape[1]))[0].mean(1)
         else:
@@ -32,7 +42,7 @@ class Wrap(LightningModule):
         return DataLoader(self.data, batch_size=2)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", [n for n in list_models() if n != "avsr_base"])  # 418 M parameters
 def test_rigl_update_on_every_model(name, tmp_path):
     module = Wrap(name)
     dst = DynamicSparseTraining(method="rigl", sparsity=0.5, update_interval=1, stop_step=2, summary=False)

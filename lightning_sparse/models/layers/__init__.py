@@ -14,6 +14,8 @@ normalisation or activation is a name or ``(name, kwargs)``.
 - :class:`LogMelFilterbank`: the audio front end (log-mel features with exact lengths).
 - :class:`Conv2dSubsampling` / :func:`subsampled_lengths`: 4x time subsampling of features
   (the Conformer's input layer), with exact output lengths.
+- :class:`VideoResNetFrontend` / :class:`AudioResNetFrontend`: the ResNet-18 lip-video and
+  raw-waveform front-ends of audio-visual speech recognition (25 Hz features).
 
 Examples:
     >>> import torch
@@ -40,12 +42,14 @@ from lightning_sparse.models.layers.factories import (
     pool,
     same_padding,
 )
+from lightning_sparse.models.layers.resnet_frontends import AudioResNetFrontend, VideoResNetFrontend
 from lightning_sparse.models.layers.subsampling import Conv2dSubsampling, subsampled_lengths
 
 __all__ = [
     "ACTS",
     "NORMS",
     "POOLS",
+    "AudioResNetFrontend",
     "BasicBlock",
     "Bottleneck",
     "ChannelLayerNorm",
@@ -54,6 +58,7 @@ __all__ = [
     "DropPath",
     "LayerSpec",
     "LogMelFilterbank",
+    "VideoResNetFrontend",
     "act",
     "conv",
     "drop_path",
