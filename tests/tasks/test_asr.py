@@ -168,7 +168,7 @@ def test_time_drop_generator_travels_in_checkpoints():
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"tokenizer": "words"}, "`tokenizer` must be 'char' or the path"),
+    ({"tokenizer": "words"}, "`tokenizer` must be 'char', the path"),
     ({"backbone": "mlp"}, "`backbone` must be a speech model"),
     ({"backbone": "nope"}, "`name` must be one of the registered models"),
     ({"optimizer": "sgd"}, "`optimizer` must be one of \\['adamw', 'adam'\\], got 'sgd'"),

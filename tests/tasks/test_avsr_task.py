@@ -194,7 +194,7 @@ def test_training_generator_is_saved_and_restored():
     ({"backbone": "conformer_ctc_tiny"}, "`backbone` must be an audio-visual model"),
     ({"backbone": "resnet20"}, "`backbone` must be an audio-visual model"),
     ({"backbone_kwargs": {"vocab_size": 5}}, "`backbone_kwargs\\['vocab_size'\\]` must match `vocab_size`, got 5 and 29"),
-    ({"tokenizer": "words"}, "`tokenizer` must be 'char' or the path of a SentencePiece .model file"),
+    ({"tokenizer": "words"}, "`tokenizer` must be 'char', the path of a SentencePiece .model file"),
 ])
 def test_bad_arguments_raise_before_training(kwargs, match):
     with pytest.raises(ValueError, match=match):
