@@ -12,17 +12,18 @@ Three phases:
 
 1. **mask** (from the first step): every targeted weight ``w`` gets a logit ``s`` (one per mask
    unit: an element, or a kernel with ``granularity="kernel"``), initialised to
-   ``initial_logit``; the network computes with ``w * m(s)``, ``m(s) = sigmoid(beta s) /
-   sigmoid(s0)`` (``1`` at the start, so training starts from the dense network). The
-   temperature ``beta`` grows exponentially from ``initial_temperature`` to
-   ``final_temperature`` over the mask phase (per epoch, as Continuous Sparsification, or per
-   step with ``mask_steps``); the objective gets ``penalty * sum(m)``.
+   ``initial_logit``; the network computes with ``w * m(s)``, MSRS's ``m(s) = sigmoid(beta s)``
+   (with ``scale_mask``, Continuous Sparsification's ``sigmoid(beta s) / sigmoid(s0)``, exactly
+   1 at the start). The temperature ``beta`` grows exponentially from ``initial_temperature``
+   to ``final_temperature`` over the mask phase (per epoch, as Continuous Sparsification, or
+   per step with ``mask_steps``); the objective gets ``penalty * sum(m)``.
 2. a **transition**, when the hard mask ``s > 0`` (or the top-k logits at ``sparsity``) changed
    in fewer than ``stability_threshold`` of its bits over ``patience`` consecutive checks (not
    before ``min_mask_fraction`` of the phase), or at the end of the phase at the latest. The
-   weights become ``w * m*`` with the binary ``m* = scale * [s kept]``, as Continuous
-   Sparsification's "ticket" forward computes it (so the network's function does not jump), and
-   the optimizer state of the removed weights is reset.
+   weights become ``w * m*`` with the binary ``m* = [s kept]`` (times ``1 / sigmoid(s0)`` with
+   ``scale_mask``, Continuous Sparsification's "ticket" forward): the limit of the soft mask as
+   the temperature grows, so the network's function does not jump; the optimizer state of the
+   removed weights is reset.
 3. **dense** (``mode="dense"``): nothing is held back any more. **sparse** (``mode="sparse"``):
    the mask is fixed and the guarantees of the mask-holding base hold from then on
    (:class:`~lightning_sparse.callbacks.SparseMaskCallback`, ``docs/dst.md``): exact zeros after
@@ -32,9 +33,9 @@ Three phases:
 **The mechanism** (how the penalty and the mask reach training without the task knowing): the
 model's parameters stay the ordinary ``nn.Parameter`` objects its optimizer holds (same names,
 same checkpoints), and between optimizer steps they hold the *effective* weights ``w * m``; the
-callback keeps the raw weights ``w`` and the logits ``s``. At every optimizer step (a step
-pre-hook, after backward, gradient clipping and the grad scaler's unscaling), the parameter's
-gradient ``g`` (the gradient of the loss in the effective weight) gives
+callback keeps the raw weights ``w`` and the logits ``s``. At every optimizer step (in
+``on_before_optimizer_step``, after backward and the grad scaler's unscaling, before gradient
+clipping), the parameter's gradient ``g`` (the gradient of the loss in the effective weight) gives
 
 - the weight's gradient ``g * m`` (the chain rule of ``w * m``), which the task's optimizer
   applies to the raw weight, put back into the parameter for the step;
@@ -46,13 +47,14 @@ gradient ``g`` (the gradient of the loss in the effective weight) gives
 After the step (a step post-hook) the logits take their own optimizer's step (Continuous
 Sparsification's: SGD with momentum 0.9, no weight decay, the learning rate of the weights'
 optimizer group, unless ``mask_lr``) and the parameter gets ``w * m`` again. A step the grad
-scaler skips runs neither hook, so it changes nothing; gradient accumulation sums ``g`` over the
+scaler will skip (a non-finite gradient, checked as the scaler checks it) is left alone, so it
+changes nothing; gradient accumulation sums ``g`` over the
 window (the mask only changes at steps); manual optimization with several optimizers works per
 optimizer; under DDP ``g`` is already averaged over ranks, so every rank computes the same
 logits (checked with a checksum at every stability check with ``verify_ddp``).
 
 Logged: ``msrs/temperature``, ``msrs/hard_density`` (share of mask units kept by the hard
-mask now), ``msrs/soft_density`` (mean of ``m / scale``), ``msrs/penalty``,
+mask now), ``msrs/soft_density`` (mean of ``m``, over ``1 / sigmoid(s0)`` with ``scale_mask``), ``msrs/penalty``,
 ``msrs/mask_change`` (at each check), ``msrs/target_sparsity`` (with ``sparsity``),
 ``msrs/transition_step`` and ``msrs/transition_epoch`` (once), ``sparsity/global_density``
 (the base's: the realised density of the model's weights after the transition, 1 before).
@@ -76,7 +78,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_sparse._validation import check_choice, check_int, check_number
+from lightning_sparse._validation import check_bool, check_choice, check_int, check_number
 from lightning_sparse.callbacks._masked import SparseMaskCallback
 from lightning_sparse.core import DISTRIBUTIONS, MaskSet, mask_checksum, pack_mask, reset_optimizer_state, unpack_mask
 from lightning_sparse.core.mask_regularization import (
@@ -133,6 +135,10 @@ class MSRS(SparseMaskCallback):
         penalty: ``lambda`` of the penalty ``lambda * sum(m)`` (Continuous Sparsification: 1e-8).
         initial_temperature: ``beta`` at the start.
         final_temperature: ``beta`` at the end of the mask phase (Continuous Sparsification: 200).
+        scale_mask: divide the mask by ``sigmoid(initial_logit)``, as Continuous Sparsification's
+            code does, so the initial mask is exactly 1 and a kept weight ends at ``w /
+            sigmoid(s0)``; ``False`` (default): MSRS's ``m = sigmoid(beta s)``, the initial
+            mask ``sigmoid(s0)`` (0.4975 for ``s0 = -0.01``) and a kept weight ``w``.
         mask_optimizer: ``"sgd"`` (with ``mask_momentum``, Continuous Sparsification's) or
             ``"adam"``; never weight decay.
         mask_lr: learning rate of the logits; ``None``: the current learning rate of the
@@ -172,6 +178,7 @@ class MSRS(SparseMaskCallback):
         penalty: float = CS_PENALTY,
         initial_temperature: float = 1.0,
         final_temperature: float = CS_FINAL_TEMPERATURE,
+        scale_mask: bool = False,
         mask_optimizer: str = "sgd",
         mask_lr: float | None = None,
         mask_momentum: float = 0.9,
@@ -212,6 +219,7 @@ class MSRS(SparseMaskCallback):
         check_number("penalty", penalty, 0.0)
         check_number("initial_temperature", initial_temperature, 0.0, low_open=True)
         check_number("final_temperature", final_temperature, initial_temperature)
+        check_bool("scale_mask", scale_mask)
         check_choice("mask_optimizer", mask_optimizer, MASK_OPTIMIZERS)
         check_number("mask_lr", mask_lr, 0.0, low_open=True, allow_none=True)
         check_number("mask_momentum", mask_momentum, 0.0, 1.0, high_open=True)
@@ -232,7 +240,8 @@ class MSRS(SparseMaskCallback):
         self.mask_optimizer = mask_optimizer
         self.mask_lr = mask_lr
         self.mask_momentum = float(mask_momentum)
-        self.scale = mask_scale(self.initial_logit)
+        self.scale_mask = scale_mask
+        self.scale = mask_scale(self.initial_logit) if scale_mask else 1.0
 
         self._phase: str | None = None
         self._logits: dict[str, Tensor] = {}
@@ -411,7 +420,8 @@ class MSRS(SparseMaskCallback):
             p, t, s = self._params[n], self._targets[n], self._logits[n]
             g = p.grad
             if g is not None:
-                slope = soft_mask_slope(s, self._temperature, self.initial_logit)
+                slope = soft_mask_slope(s, self._temperature, self.initial_logit) * (
+                    self.scale / mask_scale(self.initial_logit))
                 grad_s = (t.reduce(g.float() * self._raw[n].float()) + self.penalty) * slope
                 finite = finite and bool(torch.isfinite(grad_s).all())
                 pending[n] = grad_s
@@ -581,7 +591,7 @@ class MSRS(SparseMaskCallback):
         for n, p in self._params.items():
             t = self._targets[n]
             keep = t.expand(hard[n])
-            p.copy_(self._raw[n] * keep.to(p.dtype) * self.scale)  # Continuous Sparsification's ticket
+            p.copy_(self._raw[n] * keep.to(p.dtype) * self.scale)  # the soft mask's limit
             for opt in trainer.optimizers:
                 if any(q is p for g in opt.param_groups for q in g["params"]):
                     reset_optimizer_state(opt, p, ~keep)
