@@ -77,7 +77,7 @@ def test_dsn_seed_reaches_the_dst_callback(dsn, tmp_path, monkeypatch, keep_thre
     assert seen == [0, 1]
 
 
-@pytest.mark.parametrize("name", ["dsn", "robustness", "truly_sparse", "dst_overhead"])
+@pytest.mark.parametrize("name", ["dsn", "robustness", "truly_sparse", "dst_overhead", "msrs"])
 def test_every_benchmark_takes_threads(name, monkeypatch, capsys):
     module = _load(name)
     monkeypatch.setattr(sys, "argv", [f"{name}.py", "--help"])
@@ -110,4 +110,28 @@ def test_data_pruning_benchmark_runs_on_a_folder_of_spoken_digits(tmp_path, caps
     lines = capsys.readouterr().out.strip().splitlines()
     assert any(line.startswith("| easy2hard-70+chunks |") for line in lines)
     assert lines[-1].startswith("data_pruning: easy2hard-70+chunks:")
+    assert code == (0 if lines[-1].endswith("PASS") else 1)
+
+
+def test_msrs_benchmark_runs_on_a_folder_of_spoken_digits(tmp_path, capsys, keep_threads):
+    """A 1-epoch run of every configuration on synthetic recordings in the FSDD layout."""
+    import soundfile as sf
+
+    bench = _load("msrs")
+    rng = np.random.default_rng(0)
+    rec = tmp_path / "recordings"
+    rec.mkdir()
+    for digit in range(10):
+        for take in (0, 5, 10, 11, 12):
+            tone = np.sin(np.linspace(0, 40 * (digit + 1), 2400)) * 0.3 + rng.normal(0, 0.01, 2400)
+            sf.write(rec / f"{digit}_spk_{take}.wav", tone.astype(np.float32), 8000)
+    code = bench.main(["--data-dir", str(tmp_path), "--epochs", "2", "--mask-epochs", "1", "--seeds", "0",
+                       "--threads", "1", "--layers", "3", "--d-model", "16", "--heads", "2", "--ffn", "16",
+                       "--grad-steps", "2", "--target-loss", "100"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    for config in bench.CONFIGS:
+        row = next(line for line in lines if line.startswith(f"| {config} |"))
+        assert row.split("|")[2].strip() == "1/1", row  # every run reaches a loss of 100 after its first epoch
+    assert any(line.startswith("| gradient norm, first 2 steps |") for line in lines)
+    assert lines[-1].startswith("msrs: msrs-dense ")
     assert code == (0 if lines[-1].endswith("PASS") else 1)
