@@ -278,6 +278,11 @@ class SparseMaskCallback(MaskState, Callback):
     def _register_hooks(self, trainer: Trainer) -> None:
         """Re-apply the masks right after every optimizer step that really happened (a step the
         grad scaler skips calls no post-hook)."""
+        self._hook_optimizers(trainer, self._after_step)
+
+    def _hook_optimizers(self, trainer: Trainer, after_step: Any) -> None:
+        """Map every optimizer to its sparse parameters (``_opt_names``) and register
+        ``after_step(optimizer, names)`` as its step post-hook."""
         self._remove_hooks()
         self._opt_names = {}
         owned: set[str] = set()
@@ -287,7 +292,7 @@ class SparseMaskCallback(MaskState, Callback):
             owned.update(names)
             self._opt_names[id(opt)] = names
             if names:
-                self._hooks.append(opt.register_step_post_hook(lambda o, *_, names=names: self._after_step(o, names)))
+                self._hooks.append(opt.register_step_post_hook(lambda o, *_, names=names: after_step(o, names)))
         missing = sorted(set(self._params) - owned)
         if missing:
             rank_zero_warn(f"{self._label()}: sparse parameters in no optimizer stay fixed: {missing[:5]}.")

@@ -376,21 +376,11 @@ class MSRS(SparseMaskCallback):
         if self._phase == "sparse":
             super()._register_hooks(trainer)
             return
-        self._remove_hooks()
-        self._opt_names = {}
-        if self._phase != "mask":
-            return
-        owned: set[str] = set()
-        for opt in trainer.optimizers:
-            ids = {id(p) for g in opt.param_groups for p in g["params"]}
-            names = [n for n, p in self._params.items() if id(p) in ids]
-            owned.update(names)
-            self._opt_names[id(opt)] = names
-            if names:
-                self._hooks.append(opt.register_step_post_hook(lambda o, *_, names=names: self._after_step_mask(names)))
-        missing = sorted(set(self._params) - owned)
-        if missing:
-            rank_zero_warn(f"{self._label()}: masked parameters in no optimizer keep their weights: {missing[:5]}.")
+        if self._phase == "mask":
+            self._hook_optimizers(trainer, lambda optimizer, names: self._after_step_mask(names))
+        else:
+            self._remove_hooks()
+            self._opt_names = {}
 
     # ------------------------------------------------------------------ the mask phase, per step
     @override

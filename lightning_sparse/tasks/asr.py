@@ -45,14 +45,14 @@ import torchaudio
 from torch import Tensor
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
-from lightning_sparse._validation import check_choice, check_int, check_number
+from lightning_sparse._validation import check_choice, check_int
 from lightning_sparse.core.ctc import BeamSearchDecoder, greedy_decode
 from lightning_sparse.core.per_sample import per_sample_output
 from lightning_sparse.core.text import build_tokenizer
 from lightning_sparse.core.time_drop import TimeDrop
 from lightning_sparse.models import create_model
 from lightning_sparse.models.layers import LogMelFilterbank
-from lightning_sparse.tasks.base import SparseTask, check_choice_list, merge_backbone_kwargs
+from lightning_sparse.tasks.base import SparseTask, merge_backbone_kwargs
 
 __all__ = ["SpeechRecognizer", "utterance_normalize"]
 
@@ -176,15 +176,7 @@ class SpeechRecognizer(SparseTask):
             raise ValueError(f"`time_drop` must be a TimeDrop or None, got {type(time_drop).__name__}.")
         check_choice("decoder", decoder, ("greedy", "beam"))
         check_int("beam_size", beam_size, 1)
-        check_choice_list("optimizer", optimizer, self.optimizer_choices)
-        check_choice_list("scheduler", scheduler, self.scheduler_choices)
-        check_number("lr", lr, 0.0, low_open=True)
-        check_number("weight_decay", weight_decay, 0.0)
-        check_int("warmup_steps", warmup_steps, 0)
-        if warmup_steps > 0 and scheduler != "cosine":
-            raise ValueError(
-                f"`warmup_steps` needs `scheduler='cosine'`, got scheduler={scheduler!r} and warmup_steps={warmup_steps}."
-            )
+        self.check_optimization_args(optimizer, scheduler, lr, weight_decay, warmup_steps)
         kwargs = merge_backbone_kwargs(backbone_kwargs, vocab_size=self.tokenizer.vocab_size, input_dim=n_mels)
         self.save_hyperparameters(ignore=["time_drop"])
         self.hparams.freq_mask_param = freq_mask_param

@@ -51,7 +51,7 @@ from lightning_sparse.core.seq2seq import HybridLoss, add_sos_eos, hybrid_ctc_at
 from lightning_sparse.core.text import build_tokenizer
 from lightning_sparse.models import create_model
 from lightning_sparse.models.avsr import MODALITIES
-from lightning_sparse.tasks.base import SparseTask, check_choice_list, merge_backbone_kwargs
+from lightning_sparse.tasks.base import SparseTask, merge_backbone_kwargs
 
 __all__ = ["AVSR_DECODERS", "AVSpeechRecognizer", "add_white_noise", "modality_dropout"]
 
@@ -236,14 +236,7 @@ class AVSpeechRecognizer(SparseTask):
         check_int("beam_size", beam_size, 1)
         check_number("decode_ctc_weight", decode_ctc_weight, 0.0, 1.0)
         check_number("max_decode_ratio", max_decode_ratio, 0.0, low_open=True)
-        check_choice_list("optimizer", optimizer, self.optimizer_choices)
-        check_choice_list("scheduler", scheduler, self.scheduler_choices)
-        check_number("lr", lr, 0.0, low_open=True)
-        check_number("weight_decay", weight_decay, 0.0)
-        check_int("warmup_steps", warmup_steps, 0)
-        if warmup_steps > 0 and scheduler != "cosine":
-            raise ValueError(f"`warmup_steps` needs `scheduler='cosine'`, got scheduler={scheduler!r} and "
-                             f"warmup_steps={warmup_steps}.")
+        self.check_optimization_args(optimizer, scheduler, lr, weight_decay, warmup_steps)
         kwargs = merge_backbone_kwargs(backbone_kwargs, vocab_size=self.tokenizer.vocab_size, modality=modality)
         self.save_hyperparameters()
         av_only = (f"`backbone` must be an audio-visual model taking video/audio streams (input_convention "

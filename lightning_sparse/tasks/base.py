@@ -43,7 +43,7 @@ from lightning_sparse._training import estimated_stepping_batches
 from lightning_sparse._validation import check_int, check_number
 from lightning_sparse.core.per_sample import per_sample_output, weighted_mean
 
-__all__ = ["Batch", "SparseTask", "check_choice_list", "merge_backbone_kwargs"]
+__all__ = ["Batch", "SparseTask", "check_choice_list", "check_warmup", "merge_backbone_kwargs"]
 
 RNG_STATES_KEY = "lightning_sparse_rng_states"
 
@@ -69,6 +69,19 @@ def check_choice_list(name: str, value: Any, allowed: Sequence[str]) -> Any:
     if value not in allowed:
         raise ValueError(f"`{name}` must be one of {list(allowed)}, got {value!r}.")
     return value
+
+
+def check_warmup(warmup_steps: int, scheduler: str) -> None:
+    """``warmup_steps`` is a count >= 0 and needs the cosine schedule when positive.
+
+    Examples:
+        >>> check_warmup(0, "none")
+    """
+    check_int("warmup_steps", warmup_steps, 0)
+    if warmup_steps > 0 and scheduler != "cosine":
+        raise ValueError(
+            f"`warmup_steps` needs `scheduler='cosine'`, got scheduler={scheduler!r} and warmup_steps={warmup_steps}."
+        )
 
 
 def merge_backbone_kwargs(backbone_kwargs: dict[str, Any] | None, **required: Any) -> dict[str, Any]:
@@ -138,6 +151,22 @@ class SparseTask(L.LightningModule):
         check_number("momentum", momentum, 0.0, 1.0, high_open=True)
         check_number("weight_decay", weight_decay, 0.0)
         check_number("label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
+
+    def check_optimization_args(self, optimizer: str, scheduler: str, lr: float, weight_decay: float,
+                                warmup_steps: int = 0) -> None:
+        """The optimizer and schedule checks of the tasks that are not classifiers (speech).
+
+        Examples:
+            >>> SparseTask().check_optimization_args("sgd", "none", 0.1, 0.0, warmup_steps=10)
+            Traceback (most recent call last):
+            ...
+            ValueError: `warmup_steps` needs `scheduler='cosine'`, got scheduler='none' and warmup_steps=10.
+        """
+        check_choice_list("optimizer", optimizer, self.optimizer_choices)
+        check_choice_list("scheduler", scheduler, self.scheduler_choices)
+        check_number("lr", lr, 0.0, low_open=True)
+        check_number("weight_decay", weight_decay, 0.0)
+        check_warmup(warmup_steps, scheduler)
 
     # ------------------------------------------------------------------ batches and metrics
     def unpack_batch(self, batch: Any) -> Batch:

@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_sparse._validation import check_bool, check_int
+from lightning_sparse._validation import check_bool
 from lightning_sparse.models import create_model
-from lightning_sparse.tasks.base import SparseTask, merge_backbone_kwargs
+from lightning_sparse.tasks.base import SparseTask, check_warmup, merge_backbone_kwargs
 
 __all__ = ["ImageClassifier"]
 
@@ -84,12 +84,7 @@ class ImageClassifier(SparseTask):
                 "`nesterov=True` needs `optimizer='sgd'` and `momentum > 0`, got "
                 f"optimizer={optimizer!r}, momentum={momentum}."
             )
-        check_int("warmup_steps", warmup_steps, 0)
-        if warmup_steps > 0 and scheduler != "cosine":
-            raise ValueError(
-                f"`warmup_steps` needs `scheduler='cosine'`, got scheduler={scheduler!r} and "
-                f"warmup_steps={warmup_steps}."
-            )
+        check_warmup(warmup_steps, scheduler)
         kwargs = merge_backbone_kwargs(backbone_kwargs, num_classes=num_classes)
         self.save_hyperparameters()
         self.model = create_model(backbone, **kwargs)
