@@ -7,6 +7,8 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_sparse.data.loading import EpochSampler, ResumableDataLoader
+
 
 def make_data(n: int = 64, features: int = 16, classes: int = 4, seed: int = 0) -> TensorDataset:
     g = torch.Generator().manual_seed(seed)
@@ -66,3 +68,38 @@ def run_worker(worker, *args):
     proc = subprocess.run([sys.executable, str(worker), *map(str, args)], env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+class ResumableNet(TinyNet):
+    """TinyNet whose loader resumes mid-epoch at the next unseen batch (a plain loader replays an
+    epoch's start)."""
+
+    def train_dataloader(self):
+        data = make_data(self.hparams.n, self.hparams.features, self.hparams.classes)
+        return ResumableDataLoader(data, batch_size=self.hparams.batch_size, sampler=EpochSampler(len(data), seed=0))
+
+
+class TwoOptimizerNet(ResumableNet):
+    """Manual optimization: an encoder optimizer and a head optimizer step in every batch (as a
+    domain-adaptation or meta-learning task does), so ``global_step`` advances twice per batch."""
+
+    def __init__(self, raw_step: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.automatic_optimization = False
+        self.raw_step = raw_step
+
+    def training_step(self, batch, batch_idx):
+        enc_opt, head_opt = self.optimizers()
+        x, y = batch
+        loss = nn.functional.cross_entropy(self(x), y)
+        enc_opt.zero_grad()
+        head_opt.zero_grad()
+        self.manual_backward(loss)
+        enc_opt.step()
+        (head_opt.optimizer if self.raw_step else head_opt).step()
+        return loss
+
+    def configure_optimizers(self):
+        enc = [p for n, p in self.named_parameters() if not n.startswith("net.4")]
+        head = list(self.net[4].parameters())
+        return torch.optim.SGD(enc, lr=0.1, momentum=0.9), torch.optim.Adam(head, lr=0.01)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import TinyNet, make_data
+from helpers import TinyNet, TwoOptimizerNet
 from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
-from torch import nn
 
 from lightning_sparse.callbacks import DynamicSparseTraining, MaskProvider, SparseMaskCallback, TrulySparse
-from lightning_sparse.data.loading import EpochSampler, ResumableDataLoader
 
 
 def trainer(tmp_path, callbacks, **kwargs):
@@ -20,36 +18,6 @@ def trainer(tmp_path, callbacks, **kwargs):
         default_root_dir=tmp_path, callbacks=callbacks, logger=False, enable_progress_bar=False,
         enable_model_summary=False, accelerator="cpu", devices=1, **kwargs
     )
-
-
-class TwoOptimizerNet(TinyNet):
-    """Manual optimization: an encoder optimizer and a head optimizer step in every batch (as a
-    domain-adaptation or meta-learning task does), so ``global_step`` advances twice per batch."""
-
-    def __init__(self, raw_step: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.automatic_optimization = False
-        self.raw_step = raw_step
-
-    def training_step(self, batch, batch_idx):
-        enc_opt, head_opt = self.optimizers()
-        x, y = batch
-        loss = nn.functional.cross_entropy(self(x), y)
-        enc_opt.zero_grad()
-        head_opt.zero_grad()
-        self.manual_backward(loss)
-        enc_opt.step()
-        (head_opt.optimizer if self.raw_step else head_opt).step()
-        return loss
-
-    def train_dataloader(self):  # resumes mid-epoch (a plain loader replays an epoch's start)
-        data = make_data(self.hparams.n, self.hparams.features, self.hparams.classes)
-        return ResumableDataLoader(data, batch_size=self.hparams.batch_size, sampler=EpochSampler(len(data), seed=0))
-
-    def configure_optimizers(self):
-        enc = [p for n, p in self.named_parameters() if not n.startswith("net.4")]
-        head = list(self.net[4].parameters())
-        return torch.optim.SGD(enc, lr=0.1, momentum=0.9), torch.optim.Adam(head, lr=0.01)
 
 
 def _changes(dst, fit):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import TinyConvNet, TinyNet, make_data
+from helpers import ResumableNet, TinyConvNet, TinyNet, TwoOptimizerNet, make_data
 from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.precision import MixedPrecision
@@ -15,7 +15,6 @@ from torch.func import functional_call
 
 from lightning_sparse.callbacks import MSRS, DynamicSparseTraining
 from lightning_sparse.core.mask_regularization import soft_mask
-from lightning_sparse.data.loading import EpochSampler, ResumableDataLoader
 
 WEIGHTS = ("net.0.weight", "net.2.weight", "net.4.weight")
 
@@ -24,14 +23,6 @@ def trainer(tmp_path, callbacks, **kwargs):
     kwargs.setdefault("enable_checkpointing", False)
     return Trainer(default_root_dir=tmp_path, callbacks=callbacks, logger=False, enable_progress_bar=False,
                    enable_model_summary=False, accelerator="cpu", devices=1, **kwargs)
-
-
-class ResumableNet(TinyNet):
-    """TinyNet whose loader resumes mid-epoch at the next unseen batch."""
-
-    def train_dataloader(self):
-        data = make_data(self.hparams.n, self.hparams.features, self.hparams.classes)
-        return ResumableDataLoader(data, batch_size=self.hparams.batch_size, sampler=EpochSampler(len(data), seed=0))
 
 
 class Invariant(Callback):
@@ -291,29 +282,6 @@ def test_a_step_the_grad_scaler_skips_changes_nothing(tmp_path):
         assert torch.equal(raw2[n], raw3[n]) and torch.equal(logits2[n], logits3[n]), n
         assert not torch.equal(logits3[n], snaps[5][1][n])  # later steps learn again
     assert all(torch.isfinite(p).all() for p in model.parameters())
-
-
-class TwoOptimizerNet(ResumableNet):
-    """Manual optimization: an encoder optimizer and a head optimizer step in every batch."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.automatic_optimization = False
-
-    def training_step(self, batch, batch_idx):
-        enc_opt, head_opt = self.optimizers()
-        x, y = batch
-        loss = nn.functional.cross_entropy(self(x), y)
-        enc_opt.zero_grad()
-        head_opt.zero_grad()
-        self.manual_backward(loss)
-        enc_opt.step()
-        head_opt.step()
-        return loss
-
-    def configure_optimizers(self):
-        enc = [p for n, p in self.named_parameters() if not n.startswith("net.4")]
-        return torch.optim.SGD(enc, lr=0.1, momentum=0.9), torch.optim.Adam(self.net[4].parameters(), lr=0.01)
 
 
 def test_manual_optimization_with_two_optimizers(tmp_path):
