@@ -1,9 +1,10 @@
 """Count the multiply-accumulates (MACs) of convolutions and linear layers, dense and masked.
 
-One forward pass with hooks on every ``nn.Conv1d``, ``nn.Conv2d``, ``nn.Conv3d`` and
-``nn.Linear``: a layer's dense MACs are ``output elements * (in_channels / groups) * kernel
-volume`` (``output elements * in_features`` for a linear layer), counted for the whole input
-batch and for every call of a layer. A masked layer costs its dense MACs times the density of its
+One forward pass with hooks on every ``nn.Conv1d``, ``nn.Conv2d``, ``nn.Conv3d``, their
+transposed versions and ``nn.Linear``: a layer's dense MACs are ``output elements *
+(in_channels / groups) * kernel volume`` (``input elements * (out_channels / groups) * kernel
+volume`` for a transposed convolution, ``output elements * in_features`` for a linear layer),
+counted for the whole input batch and for every call of a layer. A masked layer costs its dense MACs times the density of its
 weight mask, the usual estimate of the sparse-training literature (e.g. RigL, Evci et al. 2020,
 "Rigging the Lottery: Making All Tickets Winners", arXiv:1911.11134).
 
@@ -24,7 +25,8 @@ from torch import Tensor, nn
 
 __all__ = ["FlopCount", "conv_linear_flops"]
 
-_COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, *_TRANSPOSED)
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,14 @@ class FlopCount:
         return self.sparse / self.dense if self.dense else 1.0
 
 
-def _layer_macs(module: nn.Module, output: Tensor) -> int:
+def _layer_macs(module: nn.Module, inputs: tuple, output: Tensor) -> int:
     if isinstance(module, nn.Linear):
         return output.numel() * module.in_features
     kernel = 1
     for k in module.kernel_size:
         kernel *= k
+    if isinstance(module, _TRANSPOSED):  # every input element scatters into out_channels / groups kernels
+        return inputs[0].numel() * (module.out_channels // module.groups) * kernel
     return output.numel() * (module.in_channels // module.groups) * kernel
 
 
@@ -89,6 +93,8 @@ def conv_linear_flops(
         >>> mask[:] = False; mask[:2] = True  # density 0.5
         >>> conv_linear_flops(net, torch.randn(1, 2, 10), {"0.weight": mask}).sparse
         320.0
+        >>> conv_linear_flops(nn.ConvTranspose3d(2, 3, 2, stride=2), torch.randn(1, 2, 4, 4, 4)).dense  # 128 * 3 * 8
+        3072
     """
     counted = {name: m for name, m in module.named_modules() if isinstance(m, _COUNTED)}
     weights = {(f"{name}.weight" if name else "weight"): name for name in counted}
@@ -96,7 +102,7 @@ def conv_linear_flops(
     unknown = sorted(set(masks) - set(weights))
     if unknown:
         raise ValueError(
-            f"`masks` must be keyed by the weight names of Conv1d/2d/3d or Linear layers, such as "
+            f"`masks` must be keyed by the weight names of Conv1d/2d/3d, ConvTranspose or Linear layers, such as "
             f"{sorted(weights)[:4]}; got unknown names {unknown}."
         )
     density = {weights[n]: float(torch.count_nonzero(m)) / max(m.numel(), 1) for n, m in masks.items()}
@@ -104,7 +110,7 @@ def conv_linear_flops(
 
     def hook(name: str):
         def count(mod: nn.Module, args: tuple, output: Tensor) -> None:
-            dense[name] += _layer_macs(mod, output)
+            dense[name] += _layer_macs(mod, args, output)
 
         return count
 
