@@ -3,13 +3,22 @@
 :class:`~lightning_sparse.tasks.base.SparseTask` is their shared base (batch layouts, metric
 triples, the per-sample contract, optimizers and schedules). :class:`SpeechRecognizer` trains CTC
 speech recognition on the speech batch dicts; :class:`AVSpeechRecognizer` trains audio-visual
-speech recognition (hybrid CTC/attention) on the audio-visual batch dicts.
+speech recognition (hybrid CTC/attention) on the audio-visual batch dicts; :class:`Segmenter`
+trains 3D (or 2D) medical segmentation on MONAI (Dice + CE, deep supervision, sliding windows).
 """
 
 from lightning_sparse.tasks.asr import SpeechRecognizer
 from lightning_sparse.tasks.avsr import AVSpeechRecognizer
 from lightning_sparse.tasks.base import SparseTask
 from lightning_sparse.tasks.classification import ImageClassifier
+from lightning_sparse.tasks.segmentation import Segmenter
 from lightning_sparse.tasks.timeseries import TimeSeriesClassifier
 
-__all__ = ["AVSpeechRecognizer", "ImageClassifier", "SparseTask", "SpeechRecognizer", "TimeSeriesClassifier"]
+__all__ = [
+    "AVSpeechRecognizer",
+    "ImageClassifier",
+    "Segmenter",
+    "SparseTask",
+    "SpeechRecognizer",
+    "TimeSeriesClassifier",
+]

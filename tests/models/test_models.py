@@ -8,7 +8,8 @@ from lightning_sparse.models import create_model, list_models, register_model
 from lightning_sparse.models._registry import _MODEL_BUILDERS
 
 
-HEAVY = {"avsr_base"}  # 418 M parameters: counted on the meta device in tests/models/test_avsr.py
+HEAVY = {"avsr_base", "e2enet", "unet3d"}  # 418 M parameters (counted on the meta device in test_avsr.py); the
+# paper-scale 3D segmentation networks (their forward and backward run at test size in test_e2enet.py, test_unet3d.py)
 
 
 @pytest.mark.parametrize("name", [n for n in list_models() if n not in HEAVY])
@@ -22,6 +23,11 @@ def test_model_forward_backward(name):
         outputs = model(**model.example_inputs(batch_size=2), tokens=torch.full((2, 3), model.sos_eos))
         assert outputs["ctc_logits"].shape[::2] == (2, 7) and outputs["decoder_logits"].shape == (2, 3, 8)
         out = torch.cat([outputs["ctc_logits"].flatten(), outputs["decoder_logits"].flatten()])
+    elif convention == "segmentation":  # logits per voxel; a list (finest first) under deep supervision
+        outputs = model(torch.randn(2, *input_size))
+        outputs = outputs if isinstance(outputs, list) else [outputs]
+        assert outputs[0].shape == (2, 7, *input_size[1:])
+        out = torch.cat([o.flatten() for o in outputs])
     elif convention == "features_lengths":  # speech: (B, T, F) and lengths
         x = torch.randn(2, *input_size)
         out, out_lengths = model(x, torch.tensor([input_size[0], input_size[0] // 2]))

@@ -11,6 +11,8 @@ normalisation or activation is a name or ``(name, kwargs)``.
 - :class:`BasicBlock`, :class:`Bottleneck`: the residual blocks of ResNet (torchvision names).
 - :class:`DropPath` / :func:`drop_path`: per-sample stochastic depth.
 - :class:`ChannelLayerNorm`: layer norm over the channels of ``(B, C, *spatial)``.
+- :class:`DepthShift` / :class:`DepthShiftConv`: E2ENet's restricted depth shift (channel groups
+  moved along depth, zero fill) and the shift + 1x3x3 conv-norm-act block.
 - :class:`LogMelFilterbank`: the audio front end (log-mel features with exact lengths).
 - :class:`Conv2dSubsampling` / :func:`subsampled_lengths`: 4x time subsampling of features
   (the Conformer's input layer), with exact output lengths.
@@ -30,6 +32,7 @@ from lightning_sparse.models.layers.basic_block import BasicBlock
 from lightning_sparse.models.layers.bottleneck import Bottleneck
 from lightning_sparse.models.layers.channel_layer_norm import ChannelLayerNorm
 from lightning_sparse.models.layers.conv_norm_act import ConvNormAct
+from lightning_sparse.models.layers.depth_shift import DepthShift, DepthShiftConv
 from lightning_sparse.models.layers.drop_path import DropPath, drop_path
 from lightning_sparse.models.layers.factories import (
     ACTS,
@@ -55,6 +58,8 @@ __all__ = [
     "ChannelLayerNorm",
     "Conv2dSubsampling",
     "ConvNormAct",
+    "DepthShift",
+    "DepthShiftConv",
     "DropPath",
     "LayerSpec",
     "LogMelFilterbank",
