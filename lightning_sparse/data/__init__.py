@@ -5,7 +5,8 @@ arguments, resumable training loaders (:mod:`lightning_sparse.data.loading`), ``
 and a training sampler a callback can install. Modalities live in subpackages:
 :mod:`lightning_sparse.data.image`, :mod:`lightning_sparse.data.video`,
 :mod:`lightning_sparse.data.timeseries`, :mod:`lightning_sparse.data.speech`,
-:mod:`lightning_sparse.data.avsr` (audio-visual speech); image corruptions in
+:mod:`lightning_sparse.data.avsr` (audio-visual speech), :mod:`lightning_sparse.data.medical`
+(3D segmentation on MONAI); image corruptions in
 :mod:`lightning_sparse.data.corruptions`.
 """
 
@@ -32,6 +33,7 @@ from lightning_sparse.data.image import (
 )
 from lightning_sparse.core.time_drop import TimeDrop
 from lightning_sparse.data.loading import BucketBatchSampler, EpochSampler, IndexedDataset, ResumableDataLoader
+from lightning_sparse.data.medical import DecathlonDataModule, SingleSubjectDataModule
 from lightning_sparse.data.speech import (
     LibriSpeechDataModule,
     LJSpeechDataModule,
@@ -66,6 +68,7 @@ __all__ = [
     "CorruptedDataset",
     "CorruptedVideoDataset",
     "DataModule",
+    "DecathlonDataModule",
     "DigitsDataModule",
     "EXTRA_CORRUPTIONS",
     "EpochSampler",
@@ -78,6 +81,7 @@ __all__ = [
     "LibriSpeechDataModule",
     "ManifestDataModule",
     "ResumableDataLoader",
+    "SingleSubjectDataModule",
     "SpeechDataModule",
     "SpokenDigitsDataModule",
     "SupportsCorruptions",
