@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from lightning.pytorch import LightningModule
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from lightning_sparse.data.loading import EpochSampler, ResumableDataLoader
 
@@ -103,3 +103,25 @@ class TwoOptimizerNet(ResumableNet):
         enc = [p for n, p in self.named_parameters() if not n.startswith("net.4")]
         head = list(self.net[4].parameters())
         return torch.optim.SGD(enc, lr=0.1, momentum=0.9), torch.optim.Adam(head, lr=0.01)
+
+
+class Blobs(Dataset):
+    """Volumes with a bright cube (class 1) and a dark one (class 2) at random places."""
+
+    def __init__(self, n=4, size=(12, 16, 16), seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.items = []
+        for i in range(n):
+            image = torch.randn(1, *size, generator=g) * 0.1
+            label = torch.zeros(1, *size, dtype=torch.long)
+            for cls, value in ((1, 2.0), (2, -2.0)):
+                d, h, w = (int(torch.randint(0, s - 5, (1,), generator=g)) for s in size)
+                image[:, d:d + 5, h:h + 5, w:w + 5] += value
+                label[:, d:d + 5, h:h + 5, w:w + 5] = cls
+            self.items.append({"image": image, "label": label, "index": torch.tensor(i)})
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]

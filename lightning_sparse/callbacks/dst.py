@@ -1,4 +1,4 @@
-"""Dynamic Sparse Training as a Lightning callback: static, SET, RigL, MEST and GraNet.
+"""Dynamic Sparse Training as a Lightning callback: static, SET, RigL, MEST, GraNet and DSFF.
 
 Each method is a frozen preset of :mod:`lightning_sparse.core.methods` (prune score, grow score,
 drop fraction and schedule, end of updates, gradual pruning); a new method is one
@@ -15,6 +15,10 @@ drop fraction and schedule, end of updates, gradual pruning); a new method is on
   Neuroregeneration", arXiv:2106.10404: gradual (cubic) global magnitude pruning from
   ``initial_sparsity`` to ``sparsity`` until ``prune_end_step``, plus prune-and-grow at every
   update.
+- ``dsff``: E2ENet's dynamic sparse feature fusion, Wu et al. 2024, "E2ENet: Dynamic Sparse
+  Feature Fusion for Accurate and Efficient 3D Medical Image Segmentation", arXiv:2312.04727:
+  magnitude prune, random regrow, 0.5 cosine-decayed, until the end; at ``granularity="kernel"``
+  on E2ENet's fusion convolutions (``include=E2ENET_FUSION_INCLUDE``).
 
 The contract, checkpointing, DDP checks, logging and the hand-over protocol come from
 :class:`~lightning_sparse.callbacks.SparseMaskCallback`; this class only decides when the masks
@@ -60,7 +64,7 @@ class DynamicSparseTraining(SparseMaskCallback):
     """Train any LightningModule with a sparse, evolving topology.
 
     Args:
-        method: a registered method: ``"static"``, ``"set"``, ``"rigl"``, ``"mest"``, ``"granet"``.
+        method: a registered method: ``"static"``, ``"set"``, ``"rigl"``, ``"mest"``, ``"granet"``, ``"dsff"``.
         sparsity: target share of zeros over the sparsified parameters, in ``[0, 1)``.
         distribution: ``"uniform"``, ``"er"``, ``"erk"``, or a mapping ``{name or glob: sparsity}``.
         update_interval: training steps between topology updates (>= 1).

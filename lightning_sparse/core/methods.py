@@ -16,6 +16,12 @@ every value can still be overridden by the callback's arguments.
 - ``granet``: GraNet, Liu et al. 2021, arXiv:2106.10404: gradual (cubic) global magnitude
   pruning from ``initial_sparsity`` to ``sparsity``, and at every update a (cosine-decayed,
   0.5) fraction dropped by magnitude and regrown by gradient.
+- ``dsff``: E2ENet's dynamic sparse feature fusion, Wu et al. 2024, arXiv:2312.04727, with the
+  official code's defaults (``sparselearning/core.py``: ``--death magnitude``, ``--growth
+  random``, ``--death-rate 0.5``, ``--decay-schedule cosine``, ``--density 0.2``,
+  ``--update_frequency 1200``, ERK): drop by magnitude, regrow at random, a 0.5 fraction
+  cosine-decayed over the whole run. Used at ``granularity="kernel"`` on E2ENet's fusion
+  convolutions (``include=E2ENET_FUSION_INCLUDE``, ``sparsity=0.8``, ``update_interval=1200``).
 
 Torch only (here: pure Python): never imports Lightning.
 """
@@ -97,3 +103,4 @@ register_method(MethodPreset("set", "set", "random", 0.3, "constant", 1.0))
 register_method(MethodPreset("rigl", "magnitude", "gradient", 0.3, "cosine", 0.75))
 register_method(MethodPreset("mest", "mest", "random", 0.3, "cosine", 0.75))
 register_method(MethodPreset("granet", "magnitude", "gradient", 0.5, "cosine", 0.75, gradual=True))
+register_method(MethodPreset("dsff", "magnitude", "random", 0.5, "cosine", 1.0))

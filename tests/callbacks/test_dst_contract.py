@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.precision import MixedPrecision
 
 from lightning_sparse.callbacks import METHODS, DynamicSparseTraining
+from lightning_sparse.core.methods import METHOD_PRESETS
 
 
 def trainer(tmp_path, callbacks, **kwargs):
@@ -75,7 +76,8 @@ def test_contract_holds_at_every_step(tmp_path, method, optimizer):
     spy = ContractSpy(dst)
     trainer(tmp_path, [dst, spy], max_steps=24).fit(model)
     assert spy.checked_steps == 24
-    expected = [] if method == "static" else [4, 8, 12, 16] + ([20] if method == "set" else [])
+    preset = METHOD_PRESETS[method]  # updates every 4 steps until `stop` (a share of the 24 steps)
+    expected = [] if method == "static" else [4, 8, 12, 16] + ([20] if preset.stop == 1.0 else [])
     assert spy.update_steps == expected
     if method != "static":
         assert spy.changed_steps, "no topology update changed any mask"
@@ -233,7 +235,7 @@ def test_explicit_distribution_mapping(tmp_path):
     [
         ({"sparsity": 1.0}, r"`sparsity` must be a number in \[0, 1\), got 1.0"),
         ({"sparsity": -0.1}, r"`sparsity` must be a number in \[0, 1\)"),
-        ({"method": "prune"}, r"`method` must be one of \('static', 'set', 'rigl', 'mest', 'granet'\), got 'prune'"),
+        ({"method": "prune"}, r"`method` must be one of \('static', 'set', 'rigl', 'mest', 'granet', 'dsff'\), got 'prune'"),
         ({"distribution": "normal"}, r"`distribution` must be one of \('uniform', 'er', 'erk'\)"),
         ({"update_interval": 0}, r"`update_interval` must be an integer >= 1, got 0"),
         ({"drop_fraction": 1.5}, r"`drop_fraction` must be in \[0, 1\]"),

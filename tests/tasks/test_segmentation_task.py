@@ -1,34 +1,18 @@
 """The segmentation task: MONAI's Dice + CE per sample, deep supervision, sliding windows, metrics."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from lightning.pytorch import Trainer, seed_everything
 from monai.losses import DiceCELoss
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from lightning_sparse.tasks.segmentation import Segmenter, deep_supervision_weights
 
-
-class Blobs(Dataset):
-    """Volumes with a bright cube (class 1) and a dark one (class 2) at random places."""
-
-    def __init__(self, n=4, size=(12, 16, 16), seed=0):
-        g = torch.Generator().manual_seed(seed)
-        self.items = []
-        for i in range(n):
-            image = torch.randn(1, *size, generator=g) * 0.1
-            label = torch.zeros(1, *size, dtype=torch.long)
-            for cls, value in ((1, 2.0), (2, -2.0)):
-                d, h, w = (int(torch.randint(0, s - 5, (1,), generator=g)) for s in size)
-                image[:, d:d + 5, h:h + 5, w:w + 5] += value
-                label[:, d:d + 5, h:h + 5, w:w + 5] = cls
-            self.items.append({"image": image, "label": label, "index": torch.tensor(i)})
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.items[i]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helpers import Blobs  # noqa: E402
 
 
 def test_per_sample_loss_is_monai_dice_ce():
@@ -112,8 +96,6 @@ def test_poly_schedule_and_bad_arguments():
 def test_end_to_end_tiny_fit_on_the_real_ct_volume(tmp_path):
     """E2ENet-tiny on the real TotalSegmentator CT (liver, spleen, kidneys): 3 steps, then a sliding-
     window validation of the held-out slab with per-organ Dice."""
-    from pathlib import Path
-
     from lightning_sparse.data import SingleSubjectDataModule
 
     root = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "totalseg-examples"
