@@ -162,7 +162,8 @@ def _ras_shape(path: str, spacing: tuple[float, float, float] | None) -> tuple[i
 class DecathlonDataModule(MedicalDataModule):
     """A Medical Segmentation Decathlon task (or BTCV / AMOS in its layout): patches to train, volumes to validate.
 
-    ``dataset.json`` is read at construction, so ``num_classes`` (background included; from
+    ``dataset.json`` is read at construction when it exists (otherwise at ``setup``, which then
+    raises: a recipe may name a data set that is not on this machine), so ``num_classes`` (background included; from
     ``"labels"``, or ``label_map``), ``in_channels`` (the ``"modality"`` entries),
     ``class_names``, ``train_files`` and ``val_files`` are known before training. ``setup`` builds
     the MONAI datasets (and the caches).
@@ -221,7 +222,7 @@ class DecathlonDataModule(MedicalDataModule):
             :class:`~lightning_sparse.data.base.DataModule`.
 
     Raises:
-        FileNotFoundError: If ``data_dir`` holds no ``dataset.json``.
+        FileNotFoundError: At ``setup``, if ``data_dir`` holds no ``dataset.json``.
         ValueError: If an argument is out of range, a ``label_map`` value is not among
             ``dataset.json``'s ``"labels"``, ``dataset.json`` lacks what is needed
             (``"training"``; ``"validation"`` with ``fold=None``), or (in ``setup``)
@@ -271,10 +272,18 @@ class DecathlonDataModule(MedicalDataModule):
 
         self.root = Path(str(data_dir)).expanduser()
         self.dataset_json = self.root / "dataset.json"
+        self.meta: dict | None = None
+        if self.dataset_json.is_file():
+            self._read_dataset_json()
+        # else: a recipe may name a data set that is not on this machine; `setup` says it is missing
+
+    def _read_dataset_json(self) -> None:
+        """Read ``dataset.json``: channels, classes, folds and the test list (checked here)."""
+        fold, num_folds = self.fold, self.num_folds
         if not self.dataset_json.is_file():
             raise FileNotFoundError(
                 f"`data_dir` must be a folder of the Medical Segmentation Decathlon layout holding dataset.json, "
-                f"imagesTr/ and labelsTr/, got {str(data_dir)!r} (no {self.dataset_json}).")
+                f"imagesTr/ and labelsTr/, got {str(self.root)!r} (no {self.dataset_json}).")
         meta = json.loads(self.dataset_json.read_text())
         if not isinstance(meta, dict) or not meta.get("training"):
             raise ValueError(f"{self.dataset_json} must hold a non-empty 'training' list of "
@@ -363,6 +372,8 @@ class DecathlonDataModule(MedicalDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets of ``stage`` (``"fit"``: training and validation; ``"test"``, ``"predict"``)."""
+        if self.meta is None:
+            self._read_dataset_json()
         if stage in (None, "fit") and self.train_dataset is None:
             self._check_volumes()
             self.train_dataset = self._dataset(self.train_files, self.train_transform(), "train")
