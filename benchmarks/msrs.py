@@ -56,19 +56,17 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import platform
 import statistics
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 
-from _common import add_data_dir_arg, add_threads_arg, set_threads
+from _common import add_data_dir_arg, add_threads_arg, out, quiet_lightning, set_threads
 from lightning_sparse.callbacks import MSRS, DynamicSparseTraining
 from lightning_sparse.data import SpokenDigitsDataModule
 from lightning_sparse.tasks import SpeechRecognizer
@@ -110,11 +108,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.mask_epochs is None:
         args.mask_epochs = 3 if args.quick else 5
     return args
-
-
-def out(line: str = "") -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 def group_of(name: str, layers: int) -> str:
@@ -226,9 +219,7 @@ def mean(values: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    warnings.filterwarnings("ignore")
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_lightning()
     threads = set_threads(args.threads)
     begin = time.perf_counter()
     out(f"# msrs: FSDD (takes 10-49 train, 5-9 validation, 0-4 test), {args.epochs} epochs, seeds {args.seeds}, "

@@ -77,7 +77,7 @@ def test_dsn_seed_reaches_the_dst_callback(dsn, tmp_path, monkeypatch, keep_thre
     assert seen == [0, 1]
 
 
-@pytest.mark.parametrize("name", ["dsn", "robustness", "truly_sparse", "dst_overhead", "msrs"])
+@pytest.mark.parametrize("name", ["dsn", "robustness", "truly_sparse", "dst_overhead", "msrs", "e2enet"])
 def test_every_benchmark_takes_threads(name, monkeypatch, capsys):
     module = _load(name)
     monkeypatch.setattr(sys, "argv", [f"{name}.py", "--help"])
@@ -134,4 +134,20 @@ def test_msrs_benchmark_runs_on_a_folder_of_spoken_digits(tmp_path, capsys, keep
         assert row.split("|")[2].strip() == "1/1", row  # every run reaches a loss of 100 after its first epoch
     assert any(line.startswith("| gradient norm, first 2 steps |") for line in lines)
     assert lines[-1].startswith("msrs: msrs-dense ")
+    assert code == (0 if lines[-1].endswith("PASS") else 1)
+
+
+def test_e2enet_benchmark_runs_on_the_real_ct_volume(capsys, keep_threads):
+    """Two steps per configuration on the real TotalSegmentator CT: the tables and the summary line."""
+    bench = _load("e2enet")
+    data = Path(bench.SHARED) / "totalseg-examples"
+    if not (data / "example_ct_sm.nii.gz").exists():
+        pytest.skip("the shared TotalSegmentator example is not here")
+    code = bench.main(["--steps", "2", "--seeds", "0", "--threads", "1", "--patch", "8", "32", "32",
+                       "--update-interval", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    for config in bench.CONFIGS:
+        assert any(line.startswith(f"| {config} |") for line in lines), config
+    assert any(line.startswith("| unet3d | ") and "| 1.00 |" in line for line in lines)
+    assert lines[-1].startswith("e2enet: e2enet-shift-dsff: ")
     assert code == (0 if lines[-1].endswith("PASS") else 1)

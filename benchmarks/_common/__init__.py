@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sys
+import warnings
 
 import torch
 
-__all__ = ["add_data_dir_arg", "add_threads_arg", "free_cores", "set_threads"]
+__all__ = ["add_data_dir_arg", "add_threads_arg", "free_cores", "out", "quiet_lightning", "set_threads"]
 
 
 def free_cores() -> int:
@@ -51,3 +54,16 @@ def set_threads(threads: int | str) -> int:
 def add_data_dir_arg(parser: argparse.ArgumentParser, default: str | None, what: str) -> None:
     """``--data-dir DIR``: where a benchmark reads its data, the same flag in every benchmark."""
     parser.add_argument("--data-dir", default=default, metavar="DIR", help=what)
+
+
+def out(line: str = "") -> None:
+    """Print one line of a benchmark's report at once (unbuffered)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def quiet_lightning() -> None:
+    """Silence warnings and Lightning's info messages, so the report is the whole output."""
+    warnings.filterwarnings("ignore")
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
