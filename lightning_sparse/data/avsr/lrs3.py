@@ -63,6 +63,7 @@ from lightning_sparse.data.avsr.transforms import (
     check_size,
     crop_box,
     crop_mouth,
+    landmark_frames,
     mouth_centers,
     to_grayscale,
 )
@@ -162,16 +163,7 @@ def read_landmarks(path: str | os.PathLike) -> list[np.ndarray | None]:
         if not isinstance(content, (list, tuple, np.ndarray)):
             raise ValueError(f"{path}: landmarks must be a list of per-frame (K, 2) arrays or None, "
                              f"got {type(content).__name__}.")
-        frames = []
-        for t, frame in enumerate(content):
-            if frame is None:
-                frames.append(None)
-                continue
-            frame = np.asarray(frame, dtype=np.float64)
-            if frame.ndim != 2 or frame.shape[1] != 2:
-                raise ValueError(f"{path}: frame {t} must hold (K, 2) points, got shape {frame.shape}.")
-            frames.append(None if np.isnan(frame).all() else frame)
-        return frames
+        return landmark_frames(content, where=str(path))
     raise ValueError(f"`landmarks` files must be .pkl or .npy, got {str(path)!r}.")
 
 

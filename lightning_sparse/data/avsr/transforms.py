@@ -46,6 +46,7 @@ __all__ = [
     "check_size",
     "crop_box",
     "crop_mouth",
+    "landmark_frames",
     "mouth_centers",
     "normalize_frames",
     "resize_frames",
@@ -143,6 +144,28 @@ def _interpolate_missing(values: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(steps, known, values[known, k]) for k in range(values.shape[1])], axis=1)
 
 
+def landmark_frames(landmarks: Any, where: str = "`landmarks`") -> list[np.ndarray | None]:
+    """Per-frame ``(K, 2)`` float64 point arrays; ``None`` for a frame without landmarks (or all NaN).
+
+    Raises:
+        ValueError: If a frame does not hold ``(K, 2)`` points (``where`` names the source).
+
+    Examples:
+        >>> [None if f is None else f.shape for f in landmark_frames([np.zeros((3, 2)), None])]
+        [(3, 2), None]
+    """
+    frames: list[np.ndarray | None] = []
+    for t, frame in enumerate(landmarks):
+        if frame is None:
+            frames.append(None)
+            continue
+        frame = np.asarray(frame, dtype=np.float64)
+        if frame.ndim != 2 or frame.shape[1] != 2:
+            raise ValueError(f"{where} must hold (K, 2) (x, y) points per frame, got shape {frame.shape} at frame {t}.")
+        frames.append(None if np.isnan(frame).all() else frame)
+    return frames
+
+
 def mouth_centers(landmarks: Sequence[Any] | np.ndarray, window: int = 12,
                   points: slice | Sequence[int] | None = None) -> np.ndarray:
     """The mouth centre ``(x, y)`` of every frame from facial landmarks, smoothed over frames.
@@ -177,14 +200,10 @@ def mouth_centers(landmarks: Sequence[Any] | np.ndarray, window: int = 12,
     """
     check_int("window", window, 0)
     rows = []
-    for t, frame in enumerate(landmarks):
+    for frame in landmark_frames(landmarks):
         if frame is None:
             rows.append(None)
             continue
-        frame = np.asarray(frame, dtype=np.float64)
-        if frame.ndim != 2 or frame.shape[1] != 2:
-            raise ValueError(f"`landmarks` must hold (K, 2) (x, y) points per frame, got shape {frame.shape} at "
-                             f"frame {t}.")
         chosen = frame[points] if points is not None else (frame[MOUTH_POINTS] if len(frame) == 68 else frame)
         rows.append(np.asarray(chosen).reshape(-1, 2).mean(axis=0))
     centers = np.array([[np.nan, np.nan] if r is None else r for r in rows], dtype=np.float64).reshape(-1, 2)
