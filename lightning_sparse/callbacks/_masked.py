@@ -42,6 +42,7 @@ from lightning_sparse.core import (
     INIT_MASKS,
     WEIGHT_INITS,
     MaskSet,
+    mask_checksum,
     SparseTarget,
     find_targets,
     reset_optimizer_state,
@@ -386,13 +387,14 @@ class SparseMaskCallback(MaskState, Callback):
             out.update({f"sparsity/layer/{n}": d for n, d in ms.densities().items()})
         self._pending_log.update(out)
 
-    def _verify_ranks(self, trainer: Trainer) -> None:
-        local = self._maskset.checksum().to(trainer.strategy.root_device)
+    def _verify_ranks(self, trainer: Trainer, masks: Mapping[str, Tensor] | None = None,
+                      what: str = "masks differ between DDP ranks after a topology update") -> None:
+        """Compare a checksum of ``masks`` (default: the current masks) across the DDP ranks."""
+        local = (self._maskset.checksum() if masks is None else mask_checksum(masks)).to(trainer.strategy.root_device)
         gathered = trainer.strategy.all_gather(local).reshape(trainer.world_size, -1)
         if not torch.equal(gathered, gathered[:1].expand_as(gathered)):
             raise RuntimeError(
-                f"{self._label()}: masks differ between DDP ranks after a topology update "
-                f"(checksums {gathered.tolist()}); make the model deterministic across ranks."
+                f"{self._label()}: {what} (checksums {gathered.tolist()}); make the model deterministic across ranks."
             )
 
     # ------------------------------------------------------------------ logging and summary

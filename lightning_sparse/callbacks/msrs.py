@@ -31,27 +31,12 @@ Three phases:
    plain model.
 
 **The mechanism** (how the penalty and the mask reach training without the task knowing): the
-model's parameters stay the ordinary ``nn.Parameter`` objects its optimizer holds (same names,
-same checkpoints), and between optimizer steps they hold the *effective* weights ``w * m``; the
-callback keeps the raw weights ``w`` and the logits ``s``. At every optimizer step (in
-``on_before_optimizer_step``, after backward and the grad scaler's unscaling, before gradient
-clipping), the parameter's gradient ``g`` (the gradient of the loss in the effective weight) gives
-
-- the weight's gradient ``g * m`` (the chain rule of ``w * m``), which the task's optimizer
-  applies to the raw weight, put back into the parameter for the step;
-- the logits' gradient ``(sum over the unit of g * w + penalty) * dm/ds``: the loss term, plus
-  the gradient of the penalty ``penalty * sum(m)``, which depends on the logits alone and so is
-  added to their gradient directly, exactly as if the task had added it to its loss (the task's
-  logged loss does not include it; the callback logs ``msrs/penalty``).
-
-After the step (a step post-hook) the logits take their own optimizer's step (Continuous
-Sparsification's: SGD with momentum 0.9, no weight decay, the learning rate of the weights'
-optimizer group, unless ``mask_lr``) and the parameter gets ``w * m`` again. A step the grad
-scaler will skip (a non-finite gradient, checked as the scaler checks it) is left alone, so it
-changes nothing; gradient accumulation sums ``g`` over the
-window (the mask only changes at steps); manual optimization with several optimizers works per
-optimizer; under DDP ``g`` is already averaged over ranks, so every rank computes the same
-logits (checked with a checksum at every stability check with ``verify_ddp``).
+parameters stay the objects the task's optimizer holds and hold ``w * m`` between optimizer
+steps; at each step the callback turns their gradient into the raw weights' ``g * m`` and the
+logits' gradient, the penalty's gradient added to the logits' directly (identical to adding it to
+the loss; ``msrs/penalty`` is logged). The arithmetic is
+:class:`~lightning_sparse.callbacks._learned_mask.LearnedMask`; ``docs/msrs.md`` has the whole
+account (grad scaler, accumulation, several optimizers, DDP).
 
 Logged: ``msrs/temperature``, ``msrs/hard_density`` (share of mask units kept by the hard
 mask now), ``msrs/soft_density`` (mean of ``m``, over ``1 / sigmoid(s0)`` with ``scale_mask``), ``msrs/penalty``,
@@ -79,18 +64,15 @@ from torch import Tensor
 from typing_extensions import override
 
 from lightning_sparse._validation import check_bool, check_choice, check_int, check_number
+from lightning_sparse.callbacks._learned_mask import LearnedMask, StabilityTracker, pack_masks, unpack_masks
 from lightning_sparse.callbacks._masked import SparseMaskCallback
-from lightning_sparse.core import DISTRIBUTIONS, MaskSet, mask_checksum, pack_mask, reset_optimizer_state, unpack_mask
+from lightning_sparse.core import DISTRIBUTIONS, MaskSet, reset_optimizer_state
 from lightning_sparse.core.mask_regularization import (
     CS_FINAL_TEMPERATURE,
     CS_INITIAL_LOGIT,
     CS_PENALTY,
-    global_topk_hard_masks,
-    hard_mask,
     mask_scale,
-    soft_mask_slope,
     temperature_at,
-    topk_hard_mask,
 )
 
 __all__ = ["MSRS", "MSRS_MODES", "MASK_OPTIMIZERS"]
@@ -244,22 +226,14 @@ class MSRS(SparseMaskCallback):
         self.scale = mask_scale(self.initial_logit) if scale_mask else 1.0
 
         self._phase: str | None = None
-        self._logits: dict[str, Tensor] = {}
-        self._raw: dict[str, Tensor] = {}
-        self._soft: dict[str, Tensor] = {}
-        self._logit_opt: torch.optim.Optimizer | None = None
-        self._logit_groups: dict[str, int] = {}
+        self._mask: LearnedMask | None = None  # the mask phase's state
         self._progress = 0  # epochs (or steps with `mask_steps`) of the mask phase done
         self._temperature = self.initial_temperature
-        self._last_hard: dict[str, Tensor] | None = None
-        self._stable_checks = 0
-        self._changes: list[float] = []
+        self._stability = StabilityTracker(self.stability_threshold, self.patience, self.min_mask_fraction)
         self._transition_step: int | None = None
         self._transition_epoch: int | None = None
         self._transition_masks: dict[str, Tensor] = {}
         self._last_step_seen = -1
-        self._nonfinite_steps = 0
-        self._swapped: set[str] = set()
 
     # ------------------------------------------------------------------ public views
     @property
@@ -275,12 +249,12 @@ class MSRS(SparseMaskCallback):
     @property
     def logits(self) -> dict[str, Tensor]:
         """Name -> mask logits (unit shape) during the mask phase; empty afterwards."""
-        return {n: s.detach().clone() for n, s in self._logits.items()}
+        return {} if self._mask is None else {n: s.detach().clone() for n, s in self._mask.logits.items()}
 
     @property
     def raw_weights(self) -> dict[str, Tensor]:
         """Name -> the raw weights ``w`` during the mask phase (the parameters hold ``w * m``)."""
-        return {n: w.detach().clone() for n, w in self._raw.items()}
+        return {} if self._mask is None else {n: w.detach().clone() for n, w in self._mask.raw.items()}
 
     @property
     def hard_masks(self) -> dict[str, Tensor]:
@@ -303,7 +277,7 @@ class MSRS(SparseMaskCallback):
     @property
     def mask_changes(self) -> list[float]:
         """Share of mask bits changed at every stability check so far."""
-        return list(self._changes)
+        return list(self._stability.changes)
 
     @property
     @override
@@ -342,41 +316,26 @@ class MSRS(SparseMaskCallback):
     # ------------------------------------------------------------------ fit start
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        super().on_fit_start(trainer, pl_module)  # targets, base masks, a restored state
+        super().on_fit_start(trainer, pl_module)  # targets, base masks, a restored state (which refreshes)
         if self._phase is None:
-            self._start_mask_phase()
-        elif self._phase == "mask":
-            self._refresh(self._logits)  # bit-identical to the checkpoint's effective weights
+            self._phase = "mask"
+            self._progress = 0
+            self._temperature = self.initial_temperature
+            self._mask = self._learned_mask()
+            self._stability.reset(self._hard())
         self._register_hooks(trainer)
         self._last_step_seen = self.training_step_index(trainer)
 
-    def _start_mask_phase(self) -> None:
-        self._phase = "mask"
-        self._logits = {n: torch.full(t.unit_shape, self.initial_logit, dtype=torch.float32,
-                                      device=self._params[n].device, requires_grad=True)
-                        for n, t in self._targets.items()}
-        self._raw = {n: p.detach().clone() for n, p in self._params.items()}
-        self._build_logit_optimizer()
-        self._progress, self._stable_checks, self._changes = 0, 0, []
-        self._temperature = self.initial_temperature
-        self._last_hard = self._hard()
-        self._refresh(self._logits)
-
-    def _build_logit_optimizer(self) -> None:
-        names = list(self._logits)
-        groups = [{"params": [self._logits[n]], "lr": self.mask_lr or 0.0} for n in names]
-        self._logit_groups = {n: i for i, n in enumerate(names)}
-        if self.mask_optimizer == "sgd":
-            self._logit_opt = torch.optim.SGD(groups, lr=self.mask_lr or 0.0, momentum=self.mask_momentum)
-        else:
-            self._logit_opt = torch.optim.Adam(groups, lr=self.mask_lr or 0.0)
+    def _learned_mask(self, state: Mapping[str, Any] | None = None) -> LearnedMask:
+        return LearnedMask(self._targets, self._params, initial_logit=self.initial_logit, penalty=self.penalty,
+                           scale=self.scale, optimizer=self.mask_optimizer, lr=self.mask_lr,
+                           momentum=self.mask_momentum, temperature=self._temperature, state=state)
 
     @override
     def _register_hooks(self, trainer: Trainer) -> None:
         if self._phase == "sparse":
             super()._register_hooks(trainer)
-            return
-        if self._phase == "mask":
+        elif self._phase == "mask":
             self._hook_optimizers(trainer, lambda optimizer, names: self._after_step_mask(names))
         else:
             self._remove_hooks()
@@ -392,100 +351,34 @@ class MSRS(SparseMaskCallback):
             if names is None:  # an optimizer created after fit start
                 self._register_hooks(trainer)
                 names = self._opt_names.get(id(optimizer), [])
-            if names and not (self._scaled(trainer) and not _grads_finite(optimizer)):
-                self._prepare(optimizer, names)  # else the grad scaler skips this step: leave all as is
+            scaled = getattr(trainer.precision_plugin, "scaler", None) is not None
+            if names and not (scaled and not _grads_finite(optimizer)):
+                self._mask.prepare(optimizer, names)  # else the grad scaler skips this step: leave all as is
 
-    @staticmethod
-    def _scaled(trainer: Trainer) -> bool:
-        return getattr(trainer.precision_plugin, "scaler", None) is not None
-
-    @torch.no_grad()
-    def _prepare(self, optimizer: Any, names: list[str]) -> None:
-        """After backward (and the grad scaler's unscaling): the logits' gradient, the weight's
-        gradient ``g * m``, and the raw weight in the parameter for the optimizer's update."""
-        lrs = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
-        finite = True
-        pending: dict[str, Tensor] = {}
-        for n in names:
-            p, t, s = self._params[n], self._targets[n], self._logits[n]
-            g = p.grad
-            if g is not None:
-                slope = soft_mask_slope(s, self._temperature, self.initial_logit) * (
-                    self.scale / mask_scale(self.initial_logit))
-                grad_s = (t.reduce(g.float() * self._raw[n].float()) + self.penalty) * slope
-                finite = finite and bool(torch.isfinite(grad_s).all())
-                pending[n] = grad_s
-                g.mul_(t.expand(self._soft[n]).to(g.dtype))  # d loss / d w = g * m
-            p.copy_(self._raw[n])
-            self._swapped.add(n)
-            self._logit_opt.param_groups[self._logit_groups[n]]["lr"] = (
-                self.mask_lr if self.mask_lr is not None else lrs[id(p)])
-        if finite:
-            for n, grad_s in pending.items():
-                self._logits[n].grad = grad_s
-        else:  # no logit update on a non-finite gradient
-            self._nonfinite_steps += 1
-
-    @torch.no_grad()
     def _after_step_mask(self, names: list[str]) -> None:
         if self._phase != "mask":
             return
-        for n in names:
-            if n in self._swapped:
-                self._raw[n].copy_(self._params[n])
-            else:  # stepped without Lightning's hooks: its update is taken as the raw weight's update
-                if not self._warned_outside:
-                    self._warned_outside = True
-                    rank_zero_warn(
-                        f"{self._label()}: an optimizer stepped without Lightning's hooks (a raw `torch.optim` "
-                        "optimizer instead of `self.optimizers()` under manual optimization): its update is applied "
-                        "to the raw weights as it is, and the mask logits do not learn from that step."
-                    )
-                delta = self._params[n] - self._raw[n] * self._targets[n].expand(self._soft[n]).to(self._raw[n].dtype)
-                self._raw[n].add_(delta)
-        if any(self._logits[n].grad is not None for n in names):
-            self._logit_opt.step()
-        for n in names:
-            self._logits[n].grad = None
-        self._swapped.difference_update(names)
-        self._refresh(names)
-
-    @torch.no_grad()
-    def _refresh(self, names) -> None:
-        """Soft masks at the current temperature; parameters <- raw * mask."""
-        for n in names:
-            s = self._logits[n]
-            self._soft[n] = torch.sigmoid(self._temperature * s) * self.scale
-            p = self._params[n]
-            p.copy_(self._raw[n] * self._targets[n].expand(self._soft[n]).to(p.dtype))
-
-    def _unswap(self) -> None:
-        """A prepared step that never happened (the grad scaler skipped it): effective weights back."""
-        if self._swapped:
-            names = sorted(self._swapped)
-            for n in names:
-                self._logits[n].grad = None
-            self._swapped.clear()
-            self._refresh(names)
+        if self._mask.after_step(names) and not self._warned_outside:
+            self._warned_outside = True
+            rank_zero_warn(
+                f"{self._label()}: an optimizer stepped without Lightning's hooks (a raw `torch.optim` optimizer "
+                "instead of `self.optimizers()` under manual optimization): its update is applied to the raw "
+                "weights as it is, and the mask logits do not learn from that step."
+            )
 
     @override
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        self._unswap()
+        if self._mask is not None:
+            self._mask.unswap()
 
     @override
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._unswap()
+        if self._mask is not None:
+            self._mask.unswap()
 
     # ------------------------------------------------------------------ schedule, checks, transition
     def _hard(self) -> dict[str, Tensor]:
-        logits = {n: s.detach() for n, s in self._logits.items()}
-        if self.target_sparsity is None:
-            return {n: hard_mask(s) for n, s in logits.items()}
-        if self.global_topk:
-            return global_topk_hard_masks(logits, self.target_sparsity,
-                                          {n: t.unit_size for n, t in self._targets.items()})
-        counts = self._final_counts
-        return {n: topk_hard_mask(s, 1.0 - counts[n] / max(s.numel(), 1)) for n, s in logits.items()}
+        return self._mask.hard(self.target_sparsity, self.global_topk, self._final_counts)
 
     def _phase_length(self) -> int:
         return self.mask_steps if self.mask_steps is not None else self.mask_epochs
@@ -533,43 +426,20 @@ class MSRS(SparseMaskCallback):
             self._pending_log = {}
 
     def _set_temperature(self, value: float) -> None:
-        if value != self._temperature:
-            self._temperature = float(value)
-            self._refresh(self._logits)
+        self._temperature = float(value)
+        self._mask.set_temperature(value)
 
     def _check(self, trainer: Trainer) -> bool:
         """Measure the hard mask's change since the last check; whether the mask is stable."""
         hard = self._hard()
         if self.verify_ddp and trainer.world_size > 1:
-            self._verify_hard_masks(trainer, hard)
-        changed = sum(int((hard[n] != self._last_hard[n]).sum()) for n in hard)
-        change = changed / max(sum(m.numel() for m in hard.values()), 1)
-        self._changes.append(change)
-        self._last_hard = hard
-        allowed = self._progress >= self.min_mask_fraction * self._phase_length()
-        self._stable_checks = self._stable_checks + 1 if change < self.stability_threshold else 0
-        self._pending_log["msrs/mask_change"] = change
-        return allowed and self._stable_checks >= self.patience
-
-    def _verify_hard_masks(self, trainer: Trainer, hard: Mapping[str, Tensor]) -> None:
-        local = mask_checksum(hard).to(trainer.strategy.root_device)
-        gathered = trainer.strategy.all_gather(local).reshape(trainer.world_size, -1)
-        if not torch.equal(gathered, gathered[:1].expand_as(gathered)):
-            raise RuntimeError(
-                f"{self._label()}: mask logits differ between DDP ranks (hard-mask checksums {gathered.tolist()}); "
-                "make the model deterministic across ranks."
-            )
+            self._verify_ranks(trainer, hard, "mask logits differ between DDP ranks")
+        stable = self._stability.update(hard, self._progress, self._phase_length())
+        self._pending_log["msrs/mask_change"] = self._stability.changes[-1]
+        return stable
 
     def _mask_stats(self) -> dict[str, float]:
-        units = sum(s.numel() for s in self._logits.values())
-        soft_sum = sum(float(m.sum()) for m in self._soft.values())
-        hard = self._hard()
-        out = {
-            "msrs/temperature": self._temperature,
-            "msrs/hard_density": sum(int(m.sum()) for m in hard.values()) / max(units, 1),
-            "msrs/soft_density": soft_sum / self.scale / max(units, 1),
-            "msrs/penalty": self.penalty * soft_sum,
-        }
+        out = self._mask.stats(self._hard())
         if self.target_sparsity is not None:
             out["msrs/target_sparsity"] = self.target_sparsity
         return out
@@ -578,13 +448,11 @@ class MSRS(SparseMaskCallback):
     def _transition(self, trainer: Trainer, reason: str) -> None:
         hard = self._hard()
         stats = self._mask_stats()
-        for n, p in self._params.items():
-            t = self._targets[n]
-            keep = t.expand(hard[n])
-            p.copy_(self._raw[n] * keep.to(p.dtype) * self.scale)  # the soft mask's limit
+        for n, removed in self._mask.binarize(hard).items():
+            p = self._params[n]
             for opt in trainer.optimizers:
                 if any(q is p for g in opt.param_groups for q in g["params"]):
-                    reset_optimizer_state(opt, p, ~keep)
+                    reset_optimizer_state(opt, p, removed)
         empty = [n for n, m in hard.items() if not bool(m.any())]
         if empty:
             rank_zero_warn(f"{self._label()}: the mask removes every weight of {empty[:5]}; raise `initial_logit` "
@@ -594,10 +462,7 @@ class MSRS(SparseMaskCallback):
         self._transition_epoch = trainer.current_epoch
         if self.mode == "sparse":
             self._maskset = MaskSet(self._targets.values(), hard)
-            self._phase = "sparse"
-        else:
-            self._phase = "dense"
-        self._logits, self._raw, self._soft, self._logit_opt = {}, {}, {}, None
+        self._phase, self._mask = self.mode, None
         self._register_hooks(trainer)
         density = sum(int(m.sum()) * self._targets[n].unit_size for n, m in hard.items())
         density /= max(sum(t.numel for t in self._targets.values()), 1)
@@ -617,23 +482,13 @@ class MSRS(SparseMaskCallback):
     @override
     def extra_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {
-            "msrs_version": 1,
-            "phase": self._phase,
-            "mode": self.mode,
-            "progress": self._progress,
-            "temperature": self._temperature,
-            "stable_checks": self._stable_checks,
-            "changes": list(self._changes),
-            "transition_step": self._transition_step,
-            "transition_epoch": self._transition_epoch,
-            "nonfinite_steps": self._nonfinite_steps,
-            "transition_masks": {n: pack_mask(m.cpu()) for n, m in self._transition_masks.items()},
+            "msrs_version": 1, "phase": self._phase, "mode": self.mode, "progress": self._progress,
+            "temperature": self._temperature, **self._stability.state_dict(),
+            "transition_step": self._transition_step, "transition_epoch": self._transition_epoch,
+            "transition_masks": pack_masks(self._transition_masks),
         }
         if self._phase == "mask":
-            state["logits"] = {n: s.detach().cpu().clone() for n, s in self._logits.items()}
-            state["raw"] = {n: w.detach().cpu().clone() for n, w in self._raw.items()}
-            state["logit_optimizer"] = self._logit_opt.state_dict()
-            state["last_hard"] = {n: pack_mask(m.cpu()) for n, m in self._last_hard.items()}
+            state.update(self._mask.state_dict())
         return state
 
     @override
@@ -644,30 +499,22 @@ class MSRS(SparseMaskCallback):
             raise ValueError(f"the checkpoint's MSRS ran with mode={state['mode']!r}, this callback has "
                              f"mode={self.mode!r}; resume with the same mode.")
         devices = {n: p.device for n, p in self._params.items()}
-        shapes = {n: t.unit_shape for n, t in self._targets.items()}
         self._phase = state["phase"]
         self._progress = int(state["progress"])
         self._temperature = float(state["temperature"])
-        self._stable_checks = int(state["stable_checks"])
-        self._changes = list(state["changes"])
+        self._stability.load_state_dict(state, self._targets, devices)
         self._transition_step = state["transition_step"]
         self._transition_epoch = state["transition_epoch"]
-        self._nonfinite_steps = int(state.get("nonfinite_steps", 0))
-        self._transition_masks = {n: unpack_mask(m, shapes[n]).to(devices[n])
-                                  for n, m in state["transition_masks"].items()}
-        if self._phase == "mask":
-            self._logits = {n: s.to(devices[n]).requires_grad_(True) for n, s in state["logits"].items()}
-            self._raw = {n: w.to(devices[n], self._params[n].dtype) for n, w in state["raw"].items()}
-            self._build_logit_optimizer()
-            self._logit_opt.load_state_dict(state["logit_optimizer"])
-            self._last_hard = {n: unpack_mask(m, shapes[n]).to(devices[n]) for n, m in state["last_hard"].items()}
+        self._transition_masks = unpack_masks(state["transition_masks"], self._targets, devices)
+        if self._phase == "mask":  # the parameters come out bit-identical to the checkpoint's effective weights
+            self._mask = self._learned_mask(state)
 
     @override
     def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
         had_masks = self._maskset is not None
         super().setup(trainer, pl_module, stage)
         if had_masks and self._maskset is None:  # a new model: start over
-            self._phase, self._logits, self._raw, self._soft = None, {}, {}, {}
+            self._phase, self._mask = None, None
             self._transition_masks, self._transition_step, self._transition_epoch = {}, None, None
 
 

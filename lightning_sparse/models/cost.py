@@ -20,8 +20,8 @@ Examples:
     >>> sparse = cost_report(net, torch.randn(1, 1, 8, 8, 8), masks=half, name="half")
     >>> sparse.nonzero_params, sparse.sparse_flops
     (68, 63488.0)
-    >>> print(cost_table([report, sparse], baseline="net").splitlines()[2])
-    | net | 122 | 122 | 1.00 | 118.8 k | 118.8 k | 1.00 |
+    >>> cost_table([report, sparse], baseline="net").splitlines()[2]
+    '| net | 122 | 122 | 1.00 | 118.8 k | 118.8 k | 1.00 |'
 """
 
 from __future__ import annotations
