@@ -15,9 +15,10 @@ from .criteria import (
     set_prune_score,
 )
 from .ctc import BeamSearchDecoder, greedy_decode
+from .ctc_prefix import CTCPrefixScorer
 from .distributions import DISTRIBUTIONS, density_counts, group_counts, layer_densities, mapped_densities, raw_scale
 from .init import WEIGHT_INITS, sparse_fans, sparse_init_
-from .joint_decoding import CTCPrefixScorer, Hypothesis, beam_search, greedy_attention_decode, joint_decode
+from .joint_decoding import Hypothesis, beam_search, greedy_attention_decode, joint_decode
 from .methods import METHOD_PRESETS, MethodPreset, register_method
 from .masks import MaskSet, density, mask_checksum, pack_mask, unpack_mask
 from .optim_state import reset_optimizer_state

@@ -13,21 +13,24 @@ Architecture for End-to-End Speech Recognition", IEEE JSTSP):
    ``d_model`` by ``video_proj`` / ``audio_proj`` (ESPnet's ``embed`` ``Linear(512, adim)``).
 2. **Alignment** (``modality="audiovisual"``): each utterance keeps ``min(T_v, N // 640)``
    frames of both streams (the shorter stream sets its length; the longer one is cut).
-3. **Fusion** (audiovisual only, ``fusion``): auto_avsr's ``MLPHead``, ``Linear(2 d_model,
-   fusion_dim)`` -> ``BatchNorm1d`` -> ``ReLU`` -> ``Linear(fusion_dim, d_model)``, of the
-   concatenated streams. ``fusion_stage="late"`` is auto_avsr's design: each stream has its own
+3. **Fusion** (audiovisual only, ``fusion``: :class:`~lightning_sparse.models.layers.fusion.FusionMLP`):
+   auto_avsr's ``MLPHead``, ``Linear(2 d_model, fusion_dim)`` -> ``BatchNorm1d`` -> ``ReLU`` ->
+   ``Linear(fusion_dim, d_model)``, of the concatenated streams. ``fusion_stage="late"`` is auto_avsr's design: each stream has its own
    Conformer (``encoder`` for video, ``audio_encoder`` for audio) and the MLP fuses their
    outputs. ``fusion_stage="early"`` fuses the projected front-end features and runs one
    Conformer (``encoder``) on the fused stream: half the encoder cost, for small models.
-4. **Encoder** (``encoder``): sinusoidal positions (ESPnet's ``PositionalEncoding``: ``x *
-   sqrt(d_model) + pe``, then dropout) and a
+4. **Encoder** (``encoder``): sinusoidal positions
+   (:class:`~lightning_sparse.models.layers.transformer_decoder.SinusoidalPositionalEncoding`,
+   ESPnet's ``PositionalEncoding``: ``x * sqrt(d_model) + pe``, then dropout) and a
    :class:`~lightning_sparse.models.conformer.MaskedConformer` (torchaudio's Conformer with
    padded frames zeroed before its depthwise convolutions).
 5. **CTC head** (``ctc_head``): dropout (ESPnet's CTC module) and ``Linear(d_model,
    vocab_size)``; id 0 is the blank.
-6. **Attention decoder** (``decoder``): token embedding, sinusoidal positions, a pre-norm
-   ``torch.nn.TransformerDecoder`` (causal self-attention, cross-attention to the encoder
-   output with its padding masked), a final layer norm and ``Linear(d_model, vocab_size + 1)``.
+6. **Attention decoder** (``decoder``:
+   :class:`~lightning_sparse.models.layers.transformer_decoder.AttentionDecoder`): token
+   embedding, sinusoidal positions, a pre-norm ``torch.nn.TransformerDecoder`` (causal
+   self-attention, cross-attention to the encoder output with its padding masked), a final
+   layer norm and ``Linear(d_model, vocab_size + 1)``.
    The extra id ``vocab_size`` is both start and end of sentence (``sos_eos``), ESPnet's
    ``odim - 1`` convention; the decoder never has to emit the blank (0), which the decoding
    functions of :mod:`lightning_sparse.core.joint_decoding` exclude.
@@ -70,7 +73,6 @@ Nothing is ever downloaded.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -82,10 +84,16 @@ from lightning_sparse._validation import check_choice, check_int, check_number
 from lightning_sparse.models._checks import check_sizes
 from lightning_sparse.models._registry import register_model
 from lightning_sparse.models.conformer import MaskedConformer
+from lightning_sparse.models.layers.fusion import FusionMLP
 from lightning_sparse.models.layers.resnet_frontends import (
     FRONTEND_ACTIVATIONS,
     AudioResNetFrontend,
     VideoResNetFrontend,
+)
+from lightning_sparse.models.layers.transformer_decoder import (
+    AttentionDecoder,
+    SinusoidalPositionalEncoding,
+    _valid_mask,
 )
 
 __all__ = [
@@ -118,11 +126,6 @@ AVSR_SIZES: dict[str, dict[str, Any]] = {
 """The registered sizes: builder ``avsr_<size>`` is ``AVSR(**AVSR_SIZES[size])``."""
 
 
-def _valid_mask(lengths: Tensor, steps: int) -> Tensor:
-    """``(B, steps)`` bool, True on each sequence's first ``lengths`` positions."""
-    return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
-
-
 def _fit(x: Tensor, steps: int) -> Tensor:
     """``x (B, T, D)`` cut or zero-padded to ``steps`` frames."""
     if x.shape[1] >= steps:
@@ -140,93 +143,6 @@ def _lengths(name: str, lengths: Tensor | None, batch: int, steps: int, device: 
     if len(lengths) and (int(lengths.min()) < 0 or int(lengths.max()) > steps):
         raise ValueError(f"`{name}` must be in [0, {steps}] (the padded size), got {lengths.tolist()}.")
     return lengths.to(device=device, dtype=torch.int64)
-
-
-class SinusoidalPositionalEncoding(nn.Module):
-    """ESPnet's ``PositionalEncoding``: ``dropout(x * sqrt(d_model) + pe)`` for ``x (B, T, d_model)``.
-
-    ``pe[t, 2i] = sin(t / 10000^(2i / d))``, ``pe[t, 2i + 1] = cos(...)`` (Vaswani et al. 2017,
-    arXiv:1706.03762); computed for the input's length, so no length limit and no buffer.
-
-    Examples:
-        >>> pe = SinusoidalPositionalEncoding(4, dropout=0.0)
-        >>> [round(v, 3) for v in pe(torch.zeros(1, 2, 4))[0, 1].tolist()]  # sin(1), cos(1), sin(0.01), cos(0.01)
-        [0.841, 0.54, 0.01, 1.0]
-    """
-
-    def __init__(self, d_model: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        check_int("d_model", d_model, 1)
-        self.d_model, self.scale = d_model, math.sqrt(d_model)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        steps = x.shape[1]
-        position = torch.arange(steps, device=x.device, dtype=torch.float32)[:, None]
-        div = torch.exp(torch.arange(0, self.d_model, 2, device=x.device, dtype=torch.float32)
-                        * (-math.log(10000.0) / self.d_model))
-        pe = torch.zeros(steps, self.d_model, device=x.device)
-        pe[:, 0::2] = torch.sin(position * div)
-        pe[:, 1::2] = torch.cos(position * div)[:, : self.d_model // 2]
-        return self.dropout(x * self.scale + pe.to(x.dtype))
-
-
-class FusionMLP(nn.Module):
-    """auto_avsr's ``MLPHead``: ``fc2(relu(bn1(fc1(x))))`` over ``(B, T, in_features)``.
-
-    ``bn1`` is a ``BatchNorm1d`` over the ``hidden`` channels (frames as the batch positions).
-
-    Examples:
-        >>> FusionMLP(8, 16, 4)(torch.randn(2, 5, 8)).shape
-        torch.Size([2, 5, 4])
-    """
-
-    def __init__(self, in_features: int, hidden: int, out_features: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden)
-        self.bn1 = nn.BatchNorm1d(hidden)
-        self.nonlin1 = nn.ReLU(inplace=True)
-        self.fc2 = nn.Linear(hidden, out_features)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.bn1(self.fc1(x).transpose(1, 2)).transpose(1, 2)
-        return self.fc2(self.nonlin1(x))
-
-
-class AttentionDecoder(nn.Module):
-    """Transformer decoder: ``(tokens (B, U), memory (B, T, D), memory_lengths (B,))`` -> logits ``(B, U, V)``.
-
-    ``embed`` (``nn.Embedding(num_tokens, d_model)``) -> sinusoidal positions -> ``decoders``
-    (a pre-norm ``nn.TransformerDecoder`` with a final layer norm, causal self-attention,
-    cross-attention ignoring memory frames past ``memory_lengths``) -> ``output_layer``
-    (``Linear(d_model, num_tokens)``). Position ``u`` sees tokens ``0..u`` only, so the logits
-    of a prefix do not depend on what follows it (tested).
-
-    Examples:
-        >>> dec = AttentionDecoder(num_tokens=6, d_model=8, num_layers=1, num_heads=2, ffn_dim=16).eval()
-        >>> memory = torch.randn(2, 7, 8)
-        >>> dec(torch.tensor([[5, 1, 2], [5, 3, 3]]), memory, torch.tensor([7, 4])).shape
-        torch.Size([2, 3, 6])
-    """
-
-    def __init__(self, num_tokens: int, d_model: int, num_layers: int, num_heads: int, ffn_dim: int,
-                 dropout: float = 0.1) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(num_tokens, d_model)
-        self.pos_encoding = SinusoidalPositionalEncoding(d_model, dropout)
-        layer = nn.TransformerDecoderLayer(d_model, num_heads, ffn_dim, dropout, batch_first=True, norm_first=True)
-        self.decoders = nn.TransformerDecoder(layer, num_layers, norm=nn.LayerNorm(d_model))
-        self.output_layer = nn.Linear(d_model, num_tokens)
-
-    def forward(self, tokens: Tensor, memory: Tensor, memory_lengths: Tensor | None = None) -> Tensor:
-        steps = tokens.shape[1]
-        x = self.pos_encoding(self.embed(tokens))
-        causal = torch.triu(torch.full((steps, steps), float("-inf"), device=x.device, dtype=x.dtype), diagonal=1)
-        padding = None
-        if memory_lengths is not None:  # every sequence attends to at least its first frame
-            padding = ~_valid_mask(memory_lengths.to(memory.device).clamp(1, memory.shape[1]), memory.shape[1])
-        x = self.decoders(x, memory, tgt_mask=causal, tgt_is_causal=True, memory_key_padding_mask=padding)
-        return self.output_layer(x)
 
 
 class AVSR(nn.Module):

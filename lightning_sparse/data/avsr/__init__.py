@@ -4,8 +4,10 @@
   ``bbaf2n`` is "bin blue at f two now"), its ``.align`` word timings, decoding a clip's video
   frames and audio (PyAV), :class:`GRIDDataset` (raw clips) and :class:`GRIDDataModule`.
 - :mod:`~lightning_sparse.data.avsr.lrs3`: LRS3 in its published layout (``.mp4`` + ``.txt``,
-  mouth crops from landmarks) and in auto_avsr's pre-processed layout (mouth-crop videos,
-  ``.wav`` audio, label lists of SentencePiece token ids): :class:`LRS3DataModule`.
+  mouth crops from landmarks) and in auto_avsr's pre-processed layout: :class:`LRS3DataModule`.
+- :mod:`~lightning_sparse.data.avsr.label_lists`: auto_avsr's pre-processed layout (mouth-crop
+  videos, ``.wav`` audio, label lists of SentencePiece token ids): :func:`read_label_list`,
+  :class:`LRS3LabelListDataset`.
 - :mod:`~lightning_sparse.data.avsr.av_digits`: :class:`AVDigitsDataModule`, spoken digits
   (FSDD) paired with MNIST images of the digit. NOT lip reading: the video is a static
   handwritten digit, a stand-in for exercising audio-visual fusion on a CPU with real data.
@@ -64,14 +66,12 @@ from lightning_sparse.data.avsr.grid import (
     read_audio_track,
     read_mouth_crops,
 )
+from lightning_sparse.data.avsr.label_lists import LabelRow, LRS3LabelListDataset, read_label_list
 from lightning_sparse.data.avsr.lrs3 import (
     LRS3_SPLITS,
-    LabelRow,
     LRS3DataModule,
     LRS3Dataset,
-    LRS3LabelListDataset,
     lrs3_videos,
-    read_label_list,
     read_landmarks,
     read_lrs3_text,
     read_lrs3_words,

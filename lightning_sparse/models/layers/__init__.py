@@ -18,6 +18,9 @@ normalisation or activation is a name or ``(name, kwargs)``.
   (the Conformer's input layer), with exact output lengths.
 - :class:`VideoResNetFrontend` / :class:`AudioResNetFrontend`: the ResNet-18 lip-video and
   raw-waveform front-ends of audio-visual speech recognition (25 Hz features).
+- :class:`FusionMLP`: auto_avsr's MLP that fuses the audio and video streams.
+- :class:`AttentionDecoder` / :class:`SinusoidalPositionalEncoding`: the Transformer decoder of
+  hybrid CTC/attention models and ESPnet's sinusoidal positional encoding.
 
 Examples:
     >>> import torch
@@ -45,13 +48,16 @@ from lightning_sparse.models.layers.factories import (
     pool,
     same_padding,
 )
+from lightning_sparse.models.layers.fusion import FusionMLP
 from lightning_sparse.models.layers.resnet_frontends import AudioResNetFrontend, VideoResNetFrontend
 from lightning_sparse.models.layers.subsampling import Conv2dSubsampling, subsampled_lengths
+from lightning_sparse.models.layers.transformer_decoder import AttentionDecoder, SinusoidalPositionalEncoding
 
 __all__ = [
     "ACTS",
     "NORMS",
     "POOLS",
+    "AttentionDecoder",
     "AudioResNetFrontend",
     "BasicBlock",
     "Bottleneck",
@@ -61,8 +67,10 @@ __all__ = [
     "DepthShift",
     "DepthShiftConv",
     "DropPath",
+    "FusionMLP",
     "LayerSpec",
     "LogMelFilterbank",
+    "SinusoidalPositionalEncoding",
     "VideoResNetFrontend",
     "act",
     "conv",
