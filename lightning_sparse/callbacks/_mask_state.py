@@ -178,7 +178,8 @@ class MaskState:
         if isinstance(self.distribution, dict):
             dens = mapped_densities(list(shapes), self.distribution)
             return dens if caps is None else {n: min(d, caps[n]) for n, d in dens.items()}
-        return layer_densities(shapes, 1.0 - sparsity, self.distribution, caps, self.erk_power_scale, sizes)
+        kind = "uniform" if self.distribution == "snip" else self.distribution  # snip: replaced at train start
+        return layer_densities(shapes, 1.0 - sparsity, kind, caps, self.erk_power_scale, sizes)
 
     def counts(self, densities: Mapping[str, float]) -> dict[str, int]:
         """Exact active units per parameter for densities relative to the bases."""

@@ -34,6 +34,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lightning_sparse._validation import check_bool, check_choice, check_int, check_number, check_patterns
+from lightning_sparse.callbacks._first_masks import SCORED_DISTRIBUTIONS, FirstMasks
 from lightning_sparse.callbacks._mask_state import MaskState
 from lightning_sparse.callbacks._summary import SummaryRow, render_sparsity_table
 from lightning_sparse.core import (
@@ -48,14 +49,13 @@ from lightning_sparse.core import (
     reset_optimizer_state,
     sparse_init_,
 )
-from lightning_sparse.core.updates import initial_mask
 
 __all__ = ["SparseMaskCallback"]
 
 REGION_SOURCES = ("model",)
 
 
-class SparseMaskCallback(MaskState, Callback):
+class SparseMaskCallback(FirstMasks, MaskState, Callback):
     """Base of the callbacks that hold masks (see the module docstring); satisfies
     :class:`~lightning_sparse.callbacks.MaskProvider`.
 
@@ -108,7 +108,8 @@ class SparseMaskCallback(MaskState, Callback):
         super().__init__()
         check_number("sparsity", sparsity, 0.0, 1.0, high_open=True)
         if isinstance(distribution, str):
-            check_choice("distribution", distribution, DISTRIBUTIONS, extra=" or a mapping {name or glob: sparsity}")
+            check_choice("distribution", distribution, DISTRIBUTIONS + SCORED_DISTRIBUTIONS,
+                         extra=" or a mapping {name or glob: sparsity}")
         elif not isinstance(distribution, Mapping) or not distribution:
             raise ValueError(
                 f"`distribution` must be one of {DISTRIBUTIONS} or a non-empty mapping, got {distribution!r}."
@@ -171,6 +172,8 @@ class SparseMaskCallback(MaskState, Callback):
         self._pending_log: dict[str, float] = {}
         self._expect_post: set[int] = set()
         self._warned_outside = False
+        self._scoring = False  # first masks pending: scored from data at `on_train_start`
+        self._layer_counts: dict[str, int] = {}
 
     @property
     @override
@@ -237,12 +240,15 @@ class SparseMaskCallback(MaskState, Callback):
         params = dict(pl_module.named_parameters())
         self._params = {n: params[n] for n in self._targets}
         self._automatic = pl_module.automatic_optimization
+        self.check_first_masks(pl_module)
         self._target_densities = self._densities(self.sparsity)
         initial = self.start_sparsity()
         self._initial_densities = self._target_densities if initial == self.sparsity else self._densities(initial)
         self._final_counts = self.counts(self._target_densities)
         if self._maskset is not None and not self._masks_fit():  # a new model: draw new masks
-            self._maskset = None
+            self._maskset, self._layer_counts = None, {}
+        if self._layer_counts:  # counts scored from data in an earlier fit of these masks
+            self._use_counts(self._layer_counts)
 
     # ------------------------------------------------------------------ fit start
     @override
@@ -253,13 +259,7 @@ class SparseMaskCallback(MaskState, Callback):
             self._restore(self._loaded)
             self._loaded = None
         elif self._maskset is None:
-            counts = self.counts(self._initial_densities)
-            masks = {n: initial_mask(t, counts[n], self._generator, self.init_mask).to(self._params[n].device)
-                     for n, t in self._targets.items()}
-            self._maskset = MaskSet(self._targets.values(), masks)
-            if self.weight_init != "keep":
-                for n, p in self._params.items():
-                    sparse_init_(p, self._maskset.full(n), self.weight_init, self._generator)
+            self._fresh_masks(pl_module)  # drawn, from a ticket, or dense until scored at train start
         self._maskset.apply(self._params, self._free(self._params))
         self._register_hooks(trainer)
         regions = f", {self.region_density:.4f} inside the allowed regions" if self._has_regions() else ""
@@ -436,6 +436,7 @@ class SparseMaskCallback(MaskState, Callback):
             "last_update_step": self._last_update_step,
             "num_updates": self._num_updates,
             "skipped_updates": self._skipped_updates,
+            **({"layer_counts": self._layer_counts} if self._layer_counts else {}),
             **self.extra_state(),
         }
 
@@ -452,4 +453,6 @@ class SparseMaskCallback(MaskState, Callback):
         self._updated_names = set(self._targets) if self._last_update_step >= 0 else set()
         self._num_updates = int(state.get("num_updates", 0))
         self._skipped_updates = int(state.get("skipped_updates", 0))
+        if state.get("layer_counts"):
+            self._use_counts(state["layer_counts"])
         self.load_extra_state(state)

@@ -19,6 +19,13 @@ drop fraction and schedule, end of updates, gradual pruning); a new method is on
   Feature Fusion for Accurate and Efficient 3D Medical Image Segmentation", arXiv:2312.04727:
   magnitude prune, random regrow, 0.5 cosine-decayed, until the end; at ``granularity="kernel"``
   on E2ENet's fusion convolutions (``include=E2ENET_FUSION_INCLUDE``).
+- ``gmp``: gradual magnitude pruning, Zhu & Gupta 2017, "To prune, or not to prune: exploring the
+  efficacy of pruning for model compression", arXiv:1710.01878: dense at ``start_step``, cubic
+  schedule to ``sparsity`` at ``prune_end_step`` (``prune_scope`` global or layer), no regrowth.
+
+``distribution="snip"``: the per-layer densities of SNIP's global ranking on the first training
+batch, random positions inside each layer (the hard-sample-learners code's and SLaK's
+initialization; :class:`~lightning_sparse.callbacks.PruningAtInit` keeps SNIP's positions).
 
 The contract, checkpointing, DDP checks, logging and the hand-over protocol come from
 :class:`~lightning_sparse.callbacks.SparseMaskCallback`; this class only decides when the masks
@@ -42,7 +49,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_sparse._validation import check_choice, check_int, check_number, check_step
+from lightning_sparse._validation import check_bool, check_choice, check_int, check_number, check_step
 from lightning_sparse.callbacks._masked import SparseMaskCallback
 from lightning_sparse.core import GROW_CRITERIA, SCHEDULES, Schedule, global_keep_counts
 from lightning_sparse.core.methods import METHOD_PRESETS
@@ -64,9 +71,11 @@ class DynamicSparseTraining(SparseMaskCallback):
     """Train any LightningModule with a sparse, evolving topology.
 
     Args:
-        method: a registered method: ``"static"``, ``"set"``, ``"rigl"``, ``"mest"``, ``"granet"``, ``"dsff"``.
+        method: a registered method: ``"static"``, ``"set"``, ``"rigl"``, ``"mest"``, ``"granet"``,
+            ``"dsff"``, ``"gmp"``.
         sparsity: target share of zeros over the sparsified parameters, in ``[0, 1)``.
-        distribution: ``"uniform"``, ``"er"``, ``"erk"``, or a mapping ``{name or glob: sparsity}``.
+        distribution: ``"uniform"``, ``"er"``, ``"erk"``, ``"snip"`` (per-layer counts from SNIP's
+            ranking at train start; not with gradual methods), or a mapping ``{name or glob: sparsity}``.
         update_interval: training steps between topology updates (>= 1).
         update_interval_epochs: if given, replaces ``update_interval`` by this many epochs of
             training steps, resolved when training starts (DSN: 5).
@@ -83,9 +92,10 @@ class DynamicSparseTraining(SparseMaskCallback):
         allowed_regions: see :class:`~lightning_sparse.callbacks.SparseMaskCallback`.
         density_within_regions: measure ``sparsity`` inside the allowed regions (DSN).
         init_mask: ``"random"`` or ``"leftmost"`` (DSN's ``remain_sort``).
-        initial_sparsity: GraNet's starting sparsity (default 0.5 if ``sparsity > 0.5`` else 0).
-        prune_end_step: GraNet's end of gradual pruning (int steps or float share; default 0.5).
-        prune_scope: GraNet's gradual pruning, ``"global"`` (default, as the paper) or ``"layer"``.
+        initial_sparsity: GraNet's starting sparsity (default 0.5 if ``sparsity > 0.5`` else 0;
+            GMP: 0).
+        prune_end_step: end of gradual pruning, GraNet and GMP (int steps or float share; default 0.5).
+        prune_scope: gradual pruning, ``"global"`` (default, as GraNet) or ``"layer"``.
         mest_lambda: MEST's gradient weight ``lambda``.
         momentum_beta: decay of the gradient moving average used by ``grow="momentum"``.
         erk_power_scale: exponent on the ER/ERK scale (RigL's ``erk_power_scale``).
@@ -95,6 +105,10 @@ class DynamicSparseTraining(SparseMaskCallback):
         verify_ddp: compare a mask checksum across ranks after every update.
         weight_init: ``"keep"``, ``"rescale"``, ``"he"`` or ``"xavier"`` for the first masks.
         include_frozen: also sparsify parameters with ``requires_grad=False``.
+        masks_from: a :class:`~lightning_sparse.callbacks.LotteryTicket` file: the first masks
+            (their per-layer counts replace ``sparsity`` and ``distribution``) of a fresh run
+            (LTH / OMP with ``method="static"``).
+        ticket_weights: also load the ticket's (rewind) weights into the module.
 
     Raises:
         ValueError: on any invalid argument (here) or model-dependent problem (in ``setup``).
@@ -135,6 +149,8 @@ class DynamicSparseTraining(SparseMaskCallback):
         verify_ddp: bool = True,
         weight_init: str = "keep",
         include_frozen: bool = False,
+        masks_from: str | None = None,
+        ticket_weights: bool = True,
     ) -> None:
         check_choice("method", method, METHOD_PRESETS)
         super().__init__(
@@ -144,6 +160,16 @@ class DynamicSparseTraining(SparseMaskCallback):
             seed=seed, weight_init=weight_init, log_per_layer=log_per_layer, summary=summary, verify_ddp=verify_ddp,
         )
         preset = METHOD_PRESETS[method]
+        if masks_from is not None and (not isinstance(masks_from, str) or preset.gradual or distribution == "snip"):
+            raise ValueError("`masks_from` must be a ticket path (str) for a method that does not prune gradually, "
+                             f"without distribution='snip'; got masks_from={masks_from!r}, method={method!r}, "
+                             f"distribution={distribution!r}.")
+        check_bool("ticket_weights", ticket_weights)
+        self.masks_from = masks_from
+        self.ticket_weights = ticket_weights
+        if distribution == "snip" and preset.gradual:
+            raise ValueError(f"`distribution='snip'` fixes the layers' counts at the start and needs a method that "
+                             f"does not prune gradually, got method={method!r}.")
         check_int("update_interval", update_interval, 1)
         check_int("update_interval_epochs", update_interval_epochs, 1, allow_none=True)
         if drop_fraction is not None and (

@@ -22,6 +22,18 @@ from .joint_decoding import Hypothesis, beam_search, greedy_attention_decode, jo
 from .methods import METHOD_PRESETS, MethodPreset, register_method
 from .masks import MaskSet, density, mask_checksum, pack_mask, unpack_mask
 from .optim_state import reset_optimizer_state
+from .saliency import (
+    SALIENCY_SCHEDULES,
+    SALIENCY_SCOPES,
+    grasp_scores,
+    iterative_masks,
+    magnitude_scores,
+    schedule_densities,
+    snip_scores,
+    synflow_masks,
+    synflow_scores,
+    topk_masks,
+)
 from .schedules import SCHEDULES, Schedule, schedule_value
 from .seq2seq import HybridLoss, add_sos_eos, hybrid_ctc_attention_loss, label_smoothing_loss
 from .targets import GRANULARITIES, SparseTarget, find_targets
@@ -48,6 +60,14 @@ from .updates import (
 )
 
 __all__ = [
+    "grasp_scores",
+    "iterative_masks",
+    "magnitude_scores",
+    "schedule_densities",
+    "snip_scores",
+    "synflow_masks",
+    "synflow_scores",
+    "topk_masks",
     "BeamSearchDecoder",
     "CTCPrefixScorer",
     "HybridLoss",
@@ -74,6 +94,8 @@ __all__ = [
     "prune_score",
     "update_moving_average_",
     "DISTRIBUTIONS",
+    "SALIENCY_SCHEDULES",
+    "SALIENCY_SCOPES",
     "GRANULARITIES",
     "GROW_CRITERIA",
     "INIT_MASKS",

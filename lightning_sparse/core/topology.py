@@ -147,20 +147,35 @@ def prune_and_grow_groups(
 
 
 def global_keep_counts(
-    scores: Mapping[str, Tensor], masks: Mapping[str, Tensor], n_keep: int, generator: torch.Generator
+    scores: Mapping[str, Tensor], masks: Mapping[str, Tensor], n_keep: int, generator: torch.Generator,
+    sizes: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
     """How many active units each layer keeps when the ``n_keep`` highest scores over all layers
     survive (global magnitude pruning, as in GraNet, Liu et al. 2021, arXiv:2106.10404).
+
+    With ``sizes`` (elements per unit of each layer, e.g. whole kernels beside single weights)
+    ``n_keep`` counts elements: units are taken in decreasing score (ties at random) while the
+    elements kept stay within ``n_keep``.
 
     Examples:
         >>> g = torch.Generator().manual_seed(0)
         >>> s = {"a": torch.tensor([3.0, 1.0]), "b": torch.tensor([2.0, 0.5])}
         >>> global_keep_counts(s, {k: torch.ones(2, dtype=torch.bool) for k in s}, 2, g)
         {'a': 1, 'b': 1}
+        >>> global_keep_counts(s, {k: torch.ones(2, dtype=torch.bool) for k in s}, 9, g, sizes={"a": 9, "b": 1})
+        {'a': 1, 'b': 0}
     """
     names = list(scores)
     active = [scores[n].detach().flatten()[masks[n].flatten()].float().cpu() for n in names]
     owner = torch.cat([torch.full((a.numel(),), i, dtype=torch.long) for i, a in enumerate(active)])
+    if sizes is not None:
+        flat = torch.cat(active)
+        perm = torch.randperm(flat.numel(), generator=generator)  # random order among ties
+        order = perm[torch.argsort(flat[perm], descending=True, stable=True)]
+        unit = torch.tensor([sizes[n] for n in names], dtype=torch.long)[owner[order]]
+        taken = order[torch.cumsum(unit, 0) <= n_keep]
+        counts = torch.bincount(owner[taken], minlength=len(names))
+        return {n: int(c) for n, c in zip(names, counts)}
     chosen = select_topk(torch.cat(active), n_keep, generator)
     counts = torch.bincount(owner[chosen], minlength=len(names))
     return {n: int(c) for n, c in zip(names, counts)}

@@ -9,8 +9,15 @@ from lightning_sparse.metrics.corruption import (
     relative_corruption_error,
     summarize_robustness,
 )
+from lightning_sparse.metrics.hardness import SCORES, average_scores, el2n_scores, grand_scores, read_scores, save_scores
 
 __all__ = [
+    "SCORES",
+    "average_scores",
+    "el2n_scores",
+    "grand_scores",
+    "read_scores",
+    "save_scores",
     "ALEXNET_IMAGENET_C_ERRORS",
     "CORRUPTION_FAMILIES",
     "RobustnessSummary",

@@ -48,7 +48,23 @@ if __name__ == "__main__":
         robustness(out)
         sys.exit(0)
     seed_everything(0)
-    dst = DynamicSparseTraining(method=method, sparsity=0.8, update_interval=2, stop_step=1.0, summary=False)
+    if method == "lottery":  # a ticket from DDP training, then a DDP run from it
+        from lightning_sparse.callbacks import LotteryTicket
+
+        lt = LotteryTicket(sparsity=0.8, rewind=2, path=str(Path(out) / "ticket.pt"))
+        Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=6, logger=False, enable_checkpointing=False,
+                enable_progress_bar=False, enable_model_summary=False, callbacks=[lt]).fit(TinyNet(n=128))
+        seed_everything(1)
+        dst = DynamicSparseTraining(method="static", masks_from=str(Path(out) / "ticket.pt"), summary=False)
+    elif method.startswith("pai-"):  # PruningAtInit: scores from each rank's own batches, summed
+        from lightning_sparse.callbacks import PruningAtInit
+
+        dst = PruningAtInit(method[4:], sparsity=0.8, num_batches=2, iterations=5, summary=False)
+    elif method == "dst-snip":
+        dst = DynamicSparseTraining(method="set", sparsity=0.8, distribution="snip", update_interval=2,
+                                    stop_step=1.0, summary=False)
+    else:
+        dst = DynamicSparseTraining(method=method, sparsity=0.8, update_interval=2, stop_step=1.0, summary=False)
     trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=8, logger=False,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                       callbacks=[dst, Dump(dst, out)])

@@ -26,6 +26,31 @@ def test_masks_identical_on_two_ranks(tmp_path, method):
         assert torch.equal(r0["weights"][name], r1["weights"][name]), name
 
 
+@pytest.mark.parametrize("mode", ["pai-snip", "pai-grasp", "pai-synflow", "dst-snip", "gmp"])
+def test_pruning_masks_identical_on_two_ranks(tmp_path, mode):
+    """Scores from data are summed over the ranks (each sees its own shard): one set of masks."""
+    run_worker(tmp_path, mode)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert sum(int(m.sum()) for m in r0["masks"].values()) == round(0.2 * sum(m.numel() for m in r0["masks"].values()))
+    for name in r0["masks"]:
+        assert torch.equal(r0["masks"][name], r1["masks"][name]), name
+    for name in r0["weights"]:
+        assert torch.equal(r0["weights"][name], r1["weights"][name]), name
+
+
+def test_lottery_ticket_under_ddp_and_training_from_it(tmp_path):
+    run_worker(tmp_path, "lottery")
+    from lightning_sparse.callbacks import load_ticket
+
+    ticket = load_ticket(tmp_path / "ticket.pt")
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    for name in r0["masks"]:
+        assert torch.equal(r0["masks"][name], ticket["masks"][name]), name
+        assert torch.equal(r1["masks"][name], ticket["masks"][name]), name
+    for name in r0["weights"]:
+        assert torch.equal(r0["weights"][name], r1["weights"][name]), name
+
+
 def test_robustness_counts_every_test_sample_once_under_ddp(tmp_path):
     sys.path.insert(0, str(WORKER.parent))
     from _robust_helpers import NoisyDataModule

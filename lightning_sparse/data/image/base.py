@@ -1,4 +1,23 @@
-"""The base of the image DataModules: validation split, subsets, transforms and corrupted test sets."""
+"""The base of the image DataModules: validation split, subsets, transforms and corrupted test sets.
+
+The training images are chosen in this order, each step on the positions the previous one left
+(all positions are into the full training split, ``train_dataset.source_indices``):
+
+1. the validation split (``val_split``, stratified, seeded) is carved from the training split;
+2. limited data: ``train_subset`` (a count) *or* ``train_fraction`` (a share), stratified and
+   seeded the same way (``train_fraction=F`` keeps the images of ``train_subset=round(F * M)``);
+   giving both is an error;
+3. ``subset``: ``"hardest:F"`` / ``"easiest:F"`` keep the share ``F`` with the highest / lowest
+   scores of ``scores_file`` (a file of :class:`~lightning_sparse.callbacks.hardness.HardnessScores`,
+   or several averaged), ``"random:F"`` a stratified, seeded share (the baseline). The scores
+   file must score every image left by steps 1-2 (it may score more, e.g. the whole split).
+
+``train_corruption="name:severity"`` then corrupts every training image (before the
+augmentation), seeded per image by its position in the full split (Xiao et al. 2024, "Are
+Sparse Neural Networks Better Hard Sample Learners?", arXiv:2409.09196, train on corrupted
+data); validation stays clean. ``test_corruption`` replaces the test split by its corrupted copy
+from ``corruption_datasets`` (the images ``CorruptionRobustness`` evaluates).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +26,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch.utils.data import Dataset
 
 from lightning_sparse._validation import check_bool
 from lightning_sparse.data.base import DataModule, check_count
 from lightning_sparse.data.corruptions import PARAMS
 from lightning_sparse.data.image.robustness import CorruptionsMixin
+from lightning_sparse.data.image.subsets import (
+    PositionCorruptedDataset,
+    check_scores_file,
+    check_train_fraction,
+    fraction_count,
+    parse_corruption,
+    parse_subset,
+    select_subset,
+    train_corruption_seed,
+)
 from lightning_sparse.data.splits import stratified_take
 
 __all__ = ["ImageDataModuleBase"]
@@ -25,7 +55,9 @@ class ImageDataModuleBase(CorruptionsMixin, DataModule):
     and ``"test"``, and the transforms ``_train_transform``, ``_eval_transform``,
     ``_raw_transform`` (to ``uint8`` ``(H, W, C)`` before normalising) and
     ``_corruption_transform``. Loaders, ``return_index`` and ``set_train_sampler``:
-    :class:`~lightning_sparse.data.base.DataModule`.
+    :class:`~lightning_sparse.data.base.DataModule`. The training-set options ``train_subset``,
+    ``train_fraction``, ``subset`` / ``scores_file`` and ``train_corruption`` apply in the order
+    of the module docstring; :meth:`train_eval_dataset` is the training split un-augmented.
 
     Args:
         data_dir: Directory holding the data.
@@ -41,6 +73,18 @@ class ImageDataModuleBase(CorruptionsMixin, DataModule):
         corruption_seed: Seed of the per-item corruptions.
         corruption_params: Constants of ``corrupt``: ``"cifar"``, ``"imagenet"`` or None (by
             image size: CIFAR's up to 64 pixels).
+        subset: ``"hardest:F"``, ``"easiest:F"`` (by ``scores_file``) or ``"random:F"``, ``F`` in
+            (0, 1]: keep that share of the training images (see the module docstring); None: all.
+        scores_file: A scores file (``lightning_sparse.metrics.hardness`` format) or a list of
+            them (runs, averaged); needed by, and only by, ``hardest`` / ``easiest``.
+        train_fraction: Keep a stratified, seeded share in (0, 1] of the training images
+            (limited data); not together with ``train_subset``.
+        train_corruption: ``"name:severity"`` (a name of ``ALL_CORRUPTIONS``, severity 1-5):
+            corrupt the training images, each with a fixed per-image seed drawn from
+            ``corruption_seed``; None: clean.
+        test_corruption: ``"name:severity"``: the test split is its corrupted copy (as
+            ``corruption_datasets`` yields it; ``CorruptionRobustness`` then calls it "clean");
+            None: clean.
         **kwargs: ``batch_size``, ``num_workers``, ``seed`` (of the validation split and the
             subsets), ``return_index``: see :class:`~lightning_sparse.data.base.DataModule`.
     """
@@ -58,6 +102,11 @@ class ImageDataModuleBase(CorruptionsMixin, DataModule):
         cache_corrupted: bool = True,
         corruption_seed: int = 0,
         corruption_params: str | None = None,
+        subset: str | None = None,
+        scores_file: str | list[str] | None = None,
+        train_fraction: float | None = None,
+        train_corruption: str | None = None,
+        test_corruption: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -78,6 +127,15 @@ class ImageDataModuleBase(CorruptionsMixin, DataModule):
                 f"`corruption_params` must be None (by image size) or one of {list(PARAMS)}, got "
                 f"{corruption_params!r}."
             )
+        self._subset_spec = parse_subset(subset)
+        self._scores_files = check_scores_file(scores_file, self._subset_spec)
+        self.train_fraction = check_train_fraction(train_fraction, train_subset)
+        self._train_corruption = parse_corruption("train_corruption", train_corruption)
+        self._test_corruption = parse_corruption("test_corruption", test_corruption)
+        self.subset = subset
+        self.scores_file = scores_file
+        self.train_corruption = train_corruption
+        self.test_corruption = test_corruption
         self.data_dir = Path(data_dir)
         self.val_split = val_split
         self.augment = augment
@@ -90,6 +148,8 @@ class ImageDataModuleBase(CorruptionsMixin, DataModule):
         self.classes: list[str] = []
         self._test_indices: np.ndarray | None = None
         self._test_pool: Any = None
+        self._train_pool: Any = None
+        self._train_indices: np.ndarray | None = None
 
     # subclass hooks
     def _pool(self, split: str) -> Any:
@@ -129,8 +189,34 @@ class ImageDataModuleBase(CorruptionsMixin, DataModule):
                     f"got {self.val_split!r} ({n_val} images)."
                 )
             val_idx, pool_idx = stratified_take(train.labels, n_val, np.random.default_rng([self.seed, 0]))
-        keep = pool_idx[self._subset(train.labels[pool_idx], self.train_subset, "train_subset", 1)]
+        labels = train.labels[pool_idx]
+        if self.train_fraction is not None:
+            n = fraction_count("train_fraction", self.train_fraction, self.train_fraction, len(pool_idx))
+            keep = pool_idx[self._subset(labels, n, "train_fraction", 1)]
+        else:
+            keep = pool_idx[self._subset(labels, self.train_subset, "train_subset", 1)]
+        if self._subset_spec is not None:  # reads the scores file
+            keep = select_subset(keep, train.labels[keep], self._subset_spec, self._scores_files,
+                                 np.random.default_rng([self.seed, 3]), len(train.labels))
         return train, val, val_idx, keep
+
+    def _train_images(self, transform: Callable[[Any], Any]) -> Dataset:
+        """The training images (after ``train_corruption``) through ``transform``."""
+        if self._train_corruption is None:
+            return self._train_pool.subset(self._train_indices, transform)
+        name, severity = self._train_corruption
+        return PositionCorruptedDataset(self._train_pool.subset(self._train_indices, None), name, severity,
+                                        seed=train_corruption_seed(self.corruption_seed),
+                                        params=self.corruption_params, transform=transform)
+
+    def train_eval_dataset(self) -> Dataset:
+        """The training split with the evaluation transform: what ``train_dataset`` holds (same
+        images, order and ``train_corruption``), un-augmented, for scoring the training images
+        (``HardnessScores``). Items ``(x, y)``; ``source_indices`` are the positions in the full
+        training split. Runs ``setup("fit")`` first if needed."""
+        if self._train_pool is None:
+            self.setup("fit")
+        return self._train_images(self._eval_transform())
 
     def _test_plan(self) -> tuple[Any, np.ndarray]:
         """``(test pool, test positions)``."""
@@ -143,15 +229,19 @@ class ImageDataModuleBase(CorruptionsMixin, DataModule):
             self.prepare_data()
         if stage in (None, "fit", "validate") and self.train_dataset is None:
             train, val, val_idx, keep = self._train_plan()
+            self._train_pool, self._train_indices = train, keep
             if val_idx is not None:
                 self.val_dataset = train.subset(val_idx, self._eval_transform())
             elif val is not None:
                 self.val_dataset = val.subset(np.arange(len(val.labels)), self._eval_transform())
             transform = self._train_transform() if self.augment else self._eval_transform()
-            self.train_dataset = train.subset(keep, transform)
+            self.train_dataset = self._train_images(transform)
         if stage in (None, "test", "predict") and self.test_dataset is None:
             self._test_pool, self._test_indices = self._test_plan()
             self.test_dataset = self._test_pool.subset(self._test_indices, self._eval_transform())
+            if self._test_corruption is not None:
+                name, severity = self._test_corruption
+                self.test_dataset = next(iter(self.corruption_datasets([name], [severity])))[2]
 
     # SupportsCorruptions hooks
     def _corruption_base(self) -> tuple[Any, np.ndarray | None]:
