@@ -130,7 +130,8 @@ class SparseCLI(LightningCLI):
             "--sparsity",
             type=float | None,
             default=None,
-            help="Override `sparsity` of every DynamicSparseTraining callback in the recipe "
+            help="Override `sparsity` of every DynamicSparseTraining, PruningAtInit, LotteryTicket and MSRS "
+            "callback in the recipe "
             "(written into their init_args: --print_config and the saved config.yaml show it).",
         )
 
@@ -174,10 +175,14 @@ class SparseCLI(LightningCLI):
             self.trainer.test(self.model, datamodule=self.datamodule)
 
 
+SPARSITY_CALLBACKS = ("DynamicSparseTraining", "PruningAtInit", "LotteryTicket", "MSRS")
+
+
 def _dst_callbacks(callbacks: list[Any], sparsity: Any) -> list[Any]:
-    matched = [c for c in callbacks if str(c.get("class_path", "")).endswith("DynamicSparseTraining")]
+    matched = [c for c in callbacks if str(c.get("class_path", "")).rsplit(".", 1)[-1] in SPARSITY_CALLBACKS]
     if not matched:
-        raise RecipeError(f"`--sparsity {sparsity}` given, but the recipe has no DynamicSparseTraining callback.")
+        raise RecipeError(f"`--sparsity {sparsity}` given, but the recipe has none of the callbacks "
+                          f"{list(SPARSITY_CALLBACKS)}.")
     return matched
 
 

@@ -77,7 +77,8 @@ def test_dsn_seed_reaches_the_dst_callback(dsn, tmp_path, monkeypatch, keep_thre
     assert seen == [0, 1]
 
 
-@pytest.mark.parametrize("name", ["dsn", "robustness", "truly_sparse", "dst_overhead", "msrs", "e2enet"])
+@pytest.mark.parametrize("name", ["dsn", "robustness", "truly_sparse", "dst_overhead", "msrs", "e2enet",
+                                  "hard_samples"])
 def test_every_benchmark_takes_threads(name, monkeypatch, capsys):
     module = _load(name)
     monkeypatch.setattr(sys, "argv", [f"{name}.py", "--help"])
@@ -150,4 +151,26 @@ def test_e2enet_benchmark_runs_on_the_real_ct_volume(capsys, keep_threads):
         assert any(line.startswith(f"| {config} |") for line in lines), config
     assert any(line.startswith("| unet3d | ") and "| 1.00 |" in line for line in lines)
     assert lines[-1].startswith("e2enet: e2enet-shift-dsff: ")
+    assert code == (0 if lines[-1].endswith("PASS") else 1)
+
+
+def test_hard_samples_benchmark_runs_on_real_cifar10(tmp_path, capsys, keep_threads):
+    """One epoch per run on a few hundred real CIFAR-10 images: scores, every row kind, the summary."""
+    bench = _load("hard_samples")
+    data = bench.DEFAULT_DATA
+    if not data.exists():
+        pytest.skip("the shared CIFAR-10 is not here")
+    code = bench.main(["--train-subset", "200", "--test-subset", "100", "--epochs", "1", "--score-epochs", "1",
+                       "--score-runs", "2", "--pgd-epochs", "1", "--pgd-train-subset", "100", "--seeds", "0", "--sparsities", "0.5",
+                       "--methods", "dense", "snip", "lth", "gmp", "--threads", "1", "--batch-size", "32",
+                       "--width", "0.125", "--model", "fast_resnet", "--cache-dir", str(tmp_path / "cache"),
+                       "--min-acc", "0.0"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any("hardest subset: 60 training images" in line for line in lines)
+    for row in ("| random | dense |", "| hard | dense |", "| hard | snip |", "| hard | lth |", "| hard | gmp |", "| pgd | dense |",
+                "| pgd | set-erk |", "| limited | set-erk |"):
+        assert any(line.startswith(row) for line in lines), row
+    pgd = next(line for line in lines if line.startswith("| pgd | dense |"))
+    assert pgd.split("|")[6].strip() != "-"  # a PGD-20 accuracy was measured
+    assert lines[-1].startswith("hard_samples: sparse test accuracy >= dense")
     assert code == (0 if lines[-1].endswith("PASS") else 1)

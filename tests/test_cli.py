@@ -77,7 +77,7 @@ def test_sparsity_override_reaches_every_dst_callback(tmp_path, monkeypatch):
     assert dst.sparsity == 0.3
     with pytest.raises(ValueError, match=r"`sparsity` must be a number in \[0, 1\), got 1.5"):
         build_cli(["--config", QUICKSTART, "--sparsity", "1.5"], run=False)
-    with pytest.raises(ValueError, match="has no DynamicSparseTraining callback"):
+    with pytest.raises(ValueError, match="has none of the callbacks"):
         build_cli(["--config", QUICKSTART, "--trainer.callbacks=[]", "--sparsity", "0.3"], run=False)
 
 
@@ -171,3 +171,36 @@ def test_sparsity_set_inside_a_config_file(tmp_path, monkeypatch):
     cli = build_cli(["--config", QUICKSTART, "--config", str(override)], run=False)
     (dst,) = [c for c in cli.trainer.callbacks if isinstance(c, DynamicSparseTraining)]
     assert dst.sparsity == 0.4
+
+
+def test_iterative_lottery_ticket_rounds_from_the_cli(tmp_path, monkeypatch):
+    """The documented IMP loop: a dense run with an appended 2-round LotteryTicket, then a run that
+    trains the ticket (`masks_from`) and prunes it again into the same file."""
+    import yaml
+
+    from lightning_sparse.callbacks import load_ticket
+
+    monkeypatch.chdir(tmp_path)
+    ticket = str(tmp_path / "ticket.pt")
+    base = yaml.safe_load(Path(QUICKSTART).read_text())
+    base["trainer"].update(max_epochs=1, logger=False, enable_checkpointing=False)
+    base["trainer"]["callbacks"] = []
+    base["test_after_fit"] = False
+    dense = tmp_path / "dense.yaml"
+    dense.write_text(yaml.safe_dump(base))
+    append = ["--trainer.callbacks+=LotteryTicket", "--trainer.callbacks.sparsity=0.75",
+              "--trainer.callbacks.rounds=2", f"--trainer.callbacks.path={ticket}"]
+    main(["fit", "--config", str(dense), "--model.init_args.warmup_steps=0", *append])
+    first = load_ticket(ticket)
+    assert first["round"] == 1 and first["density"] == pytest.approx(0.5)
+    base["trainer"]["callbacks"] = [{"class_path": "lightning_sparse.callbacks.DynamicSparseTraining",
+                                     "init_args": {"method": "static", "masks_from": ticket}}]
+    imp = tmp_path / "imp.yaml"
+    imp.write_text(yaml.safe_dump(base))
+    main(["fit", "--config", str(imp), "--model.init_args.warmup_steps=0", *append])
+    second = load_ticket(ticket)
+    assert second["round"] == 2 and second["density"] == pytest.approx(0.25)
+    for name, mask in second["masks"].items():
+        assert not (mask & ~first["masks"][name]).any(), name  # pruned weights stay pruned
+    for key, value in first["weights"].items():  # rewound to the same initialization
+        assert (second["weights"][key] == value * first["masks"].get(key, 1)).all(), key

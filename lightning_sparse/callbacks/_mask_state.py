@@ -1,5 +1,5 @@
-"""State of a mask-holding callback: its public read-only views and how its targets and
-densities are resolved from the model (a mixin of
+"""State of a mask-holding callback: its public read-only views, how its targets and densities
+are resolved from the model, and its checkpoint state (a mixin of
 :class:`~lightning_sparse.callbacks.SparseMaskCallback`, which owns the attributes)."""
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ class MaskState:
     _automatic: bool
     _due: tuple[int, bool]
     _params: dict[str, Tensor]
+    _generator: Any
+    _loaded: dict[str, Any] | None
+    _last_update_step: int
+    _updated_names: set[str]
+    _layer_counts: dict[str, int]
     allowed_regions: Any
     distribution: Any
     density_within_regions: bool
@@ -242,3 +247,33 @@ class MaskState:
     def _free(self, names) -> list[str]:
         return [n for n in names if n not in self._held]
 
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict[str, Any]:
+        if self._maskset is None:
+            return {}
+        return {
+            "version": 1,
+            **self._maskset.state_dict(),
+            "generator": self._generator.get_state(),
+            "last_update_step": self._last_update_step,
+            "num_updates": self._num_updates,
+            "skipped_updates": self._skipped_updates,
+            **({"layer_counts": self._layer_counts} if self._layer_counts else {}),
+            **self.extra_state(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict:
+            self._loaded = dict(state_dict)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        devices = {n: p.device for n, p in self._params.items()}
+        self._maskset = MaskSet.from_state_dict(self._targets.values(), state, devices)
+        self._generator.set_state(state["generator"])
+        self._last_update_step = int(state.get("last_update_step", -1))
+        self._updated_names = set(self._targets) if self._last_update_step >= 0 else set()
+        self._num_updates = int(state.get("num_updates", 0))
+        self._skipped_updates = int(state.get("skipped_updates", 0))
+        if state.get("layer_counts"):
+            self._use_counts(state["layer_counts"])
+        self.load_extra_state(state)

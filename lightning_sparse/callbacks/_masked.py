@@ -423,36 +423,3 @@ class SparseMaskCallback(FirstMasks, MaskState, Callback):
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._remove_hooks()
-
-    # ------------------------------------------------------------------ checkpointing
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        if self._maskset is None:
-            return {}
-        return {
-            "version": 1,
-            **self._maskset.state_dict(),
-            "generator": self._generator.get_state(),
-            "last_update_step": self._last_update_step,
-            "num_updates": self._num_updates,
-            "skipped_updates": self._skipped_updates,
-            **({"layer_counts": self._layer_counts} if self._layer_counts else {}),
-            **self.extra_state(),
-        }
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if state_dict:
-            self._loaded = dict(state_dict)
-
-    def _restore(self, state: dict[str, Any]) -> None:
-        devices = {n: p.device for n, p in self._params.items()}
-        self._maskset = MaskSet.from_state_dict(self._targets.values(), state, devices)
-        self._generator.set_state(state["generator"])
-        self._last_update_step = int(state.get("last_update_step", -1))
-        self._updated_names = set(self._targets) if self._last_update_step >= 0 else set()
-        self._num_updates = int(state.get("num_updates", 0))
-        self._skipped_updates = int(state.get("skipped_updates", 0))
-        if state.get("layer_counts"):
-            self._use_counts(state["layer_counts"])
-        self.load_extra_state(state)

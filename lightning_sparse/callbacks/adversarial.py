@@ -69,9 +69,9 @@ def batch_inputs(batch: Any) -> tuple[Tensor, Tensor]:
 def datamodule_stats(dm: Any) -> tuple[Any, Any] | None:
     """The ``(mean, std)`` a DataModule normalises its images with, or None when it shows none.
 
-    Looked up as public ``mean``/``std`` (``DigitsDataModule`` after ``setup``,
-    ``ImageFolderDataModule`` when given), then the class constants ``_mean``/``_std`` (the CIFAR
-    modules), then the defaults of a ``preset`` (``ImageFolderDataModule``).
+    Looked up as public ``mean``/``std`` (the CIFAR modules, ``DigitsDataModule`` after ``setup``,
+    ``ImageFolderDataModule`` when given), then ``_mean``/``_std``, then the defaults of a
+    ``preset`` (``ImageFolderDataModule``).
 
     Examples:
         >>> from lightning_sparse.data.image.cifar import CIFAR10DataModule

@@ -125,6 +125,12 @@ class LotteryTicket(Callback):
         self.round: int | None = None
 
     @property
+    @override
+    def state_key(self) -> str:
+        """Unique per rewind point and file, so a dense run can write an LTH and an OMP ticket."""
+        return self._generate_state_key(rewind=self.rewind, path=self.path, sparsity=self.sparsity)
+
+    @property
     def keep_per_round(self) -> float:
         """Share of the surviving weights each round keeps."""
         return (1.0 - self.sparsity) ** (1.0 / self.rounds)

@@ -47,6 +47,25 @@ if __name__ == "__main__":
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         robustness(out)
         sys.exit(0)
+    if method == "hardness":  # EL2N scores of a fake CIFAR-10 (85 images: uneven shards) from 2 ranks
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from test_hardness_callback import _task, write_cifar10
+
+        from lightning_sparse.callbacks import HardnessScores
+        from lightning_sparse.data import CIFAR10DataModule
+
+        root = Path(out) / "cifar"
+        if not root.exists():  # rank 0 writes before the other rank starts
+            write_cifar10(root, n_train=85, n_test=10)
+        task = _task()
+        dm = CIFAR10DataModule(data_dir=str(root), batch_size=16, augment=False)
+        cb = HardnessScores(str(Path(out) / "scores.pt"))
+        trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, logger=False,
+                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                          callbacks=[cb])
+        trainer.fit(task, datamodule=dm)
+        torch.save({"weights": task.state_dict()}, Path(out) / f"rank{trainer.global_rank}.pt")
+        sys.exit(0)
     seed_everything(0)
     if method == "lottery":  # a ticket from DDP training, then a DDP run from it
         from lightning_sparse.callbacks import LotteryTicket

@@ -51,6 +51,33 @@ def test_lottery_ticket_under_ddp_and_training_from_it(tmp_path):
         assert torch.equal(r0["weights"][name], r1["weights"][name]), name
 
 
+def test_hardness_scores_under_ddp_equal_one_process_el2n(tmp_path):
+    """Each rank scores its shard; rank 0 writes one file that equals EL2N of the final weights."""
+    run_worker(tmp_path, "hardness")
+    sys.path.insert(0, str(WORKER.parent))
+    from test_hardness_callback import _task
+
+    from lightning_sparse.data import CIFAR10DataModule
+    from lightning_sparse.metrics import el2n_scores, read_scores
+
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    for name in r0["weights"]:
+        assert torch.equal(r0["weights"][name], r1["weights"][name]), name
+    scores, indices = read_scores(tmp_path / "scores.pt")
+    assert indices.tolist() == list(range(85))
+    task = _task()
+    task.load_state_dict(r0["weights"])
+    task.eval()
+    dm = CIFAR10DataModule(data_dir=str(tmp_path / "cifar"), batch_size=16, augment=False)
+    dm.setup("fit")
+    data = dm.train_eval_dataset()
+    x = torch.stack([data[i][0] for i in range(len(data))])
+    y = torch.tensor([int(data[i][1]) for i in range(len(data))])
+    with torch.no_grad():
+        expected = el2n_scores(task(x), y)
+    assert torch.allclose(scores, expected, atol=1e-5)
+
+
 def test_robustness_counts_every_test_sample_once_under_ddp(tmp_path):
     sys.path.insert(0, str(WORKER.parent))
     from _robust_helpers import NoisyDataModule

@@ -208,6 +208,16 @@ class _CIFARDataModule(ImageDataModuleBase):
 
         return ArrayPool(labels, source=source, files=files, cache=cache, classes=classes)
 
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Per-channel mean the images are normalised with (what attacks need to undo it)."""
+        return self._mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """Per-channel standard deviation the images are normalised with."""
+        return self._std
+
     # transforms
     def _train_transform(self) -> Callable[[Any], Any]:
         return cifar_train_transform(self._mean, self._std)
