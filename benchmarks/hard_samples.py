@@ -106,7 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = {"model": "fast_resnet" if quick else "resnet18", "width": 0.25 if quick else 1.0,
                 "epochs": 8 if quick else 200, "score_epochs": 2 if quick else 20, "train_subset": 8_000 if quick else 0,
                 "test_subset": 2_000 if quick else 0, "pgd_epochs": 2 if quick else 200,
-                "pgd_train_subset": 4_000 if quick else 0,
+                "pgd_train_subset": 3_000 if quick else 0,
                 "update_interval": 10 if quick else 1000}
     for key, value in defaults.items():
         if getattr(args, key) is None:

@@ -19,7 +19,7 @@ Examples:
 
 from lightning_sparse.models import mlp, resnet_cifar, small_cnn  # noqa: F401  (register builders)
 from lightning_sparse.models import efficientnet, fast_resnet, r3d, resnet, vgg  # noqa: F401
-from lightning_sparse.models import avsr, conformer, dsn, e2enet, unet3d  # noqa: F401
+from lightning_sparse.models import avsr, conformer, dsn, e2enet, slak, unet3d  # noqa: F401
 from lightning_sparse.models._registry import create_model, list_models, register_model
 from lightning_sparse.models.avsr import AVSR
 from lightning_sparse.models.conformer import ConformerCTC
@@ -31,6 +31,7 @@ from lightning_sparse.models.flops import FlopCount, conv_linear_flops
 from lightning_sparse.models.mlp import MLP
 from lightning_sparse.models.resnet import ResNet
 from lightning_sparse.models.resnet_cifar import ResNetCIFAR
+from lightning_sparse.models.slak import ConvNeXt, SLaK
 from lightning_sparse.models.small_cnn import SmallCNN
 from lightning_sparse.models.unet3d import UNet3D
 from lightning_sparse.models.vgg import VGG
@@ -38,6 +39,7 @@ from lightning_sparse.models.vgg import VGG
 __all__ = [
     "AVSR",
     "ConformerCTC",
+    "ConvNeXt",
     "CostReport",
     "DSN",
     "E2ENET_FUSION_INCLUDE",
@@ -48,6 +50,7 @@ __all__ = [
     "FlopCount",
     "ResNet",
     "ResNetCIFAR",
+    "SLaK",
     "SmallCNN",
     "UNet3D",
     "conv_linear_flops",

@@ -45,7 +45,7 @@ class Wrap(LightningModule):
         return DataLoader(self.data, batch_size=2)
 
 
-HEAVY = {"avsr_base", "e2enet", "unet3d"}  # 418 M parameters; the paper-scale 3D segmentation networks
+HEAVY = {"avsr_base", "e2enet", "unet3d", "slak_small", "slak_base"}  # 418 M parameters; the paper-scale 3D segmentation networks; SLaK-S/B
 
 
 @pytest.mark.parametrize("name", [n for n in list_models() if n not in HEAVY])

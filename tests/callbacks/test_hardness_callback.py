@@ -45,10 +45,10 @@ def _task(backbone="mlp"):
     return ImageClassifier(backbone, kwargs, num_classes=10, lr=0.05)
 
 
-def _fit(task, dm, tmp_path, callbacks, **kwargs):
+def _fit(task, dm, tmp_path, callbacks, ckpt_path=None, **kwargs):
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         default_root_dir=tmp_path, callbacks=callbacks, **{"max_epochs": 2, **kwargs})
-    trainer.fit(task, datamodule=dm)
+    trainer.fit(task, datamodule=dm, ckpt_path=ckpt_path)
     return trainer
 
 
@@ -165,3 +165,35 @@ def test_setup_refuses_a_datamodule_without_train_eval_dataset_and_a_late_epoch(
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         HardnessScores(**{"path": "s.pt", **kwargs})
+
+
+def test_a_run_resumed_before_the_scoring_epoch_writes_the_same_scores(tmp_path):
+    """Crash-free resume: checkpoint after epoch 1, resume to score after epoch 2; the file equals
+    the uninterrupted run's (the callback keeps no state but its target epoch)."""
+    write_cifar10(tmp_path / "data")
+
+    def dm():
+        return CIFAR10DataModule(str(tmp_path / "data"), batch_size=16, augment=False)
+
+    L.seed_everything(0)
+    _fit(_task(), dm(), tmp_path / "full", [HardnessScores(str(tmp_path / "full.pt"), epoch=2)], max_epochs=2,
+         deterministic=True)
+    class Crash(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 1:  # epoch 1's checkpoint is on disk
+                raise RuntimeError("simulated crash")
+
+    L.seed_everything(0)
+    ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, max_epochs=2,
+                        default_root_dir=tmp_path, deterministic=True,
+                        callbacks=[HardnessScores(str(tmp_path / "early.pt"), epoch=2), ckpt, Crash()])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trainer.fit(_task(), datamodule=dm())
+    assert not (tmp_path / "early.pt").exists()
+    L.seed_everything(0)
+    _fit(_task(), dm(), tmp_path / "resumed", [HardnessScores(str(tmp_path / "resumed.pt"), epoch=2)], max_epochs=2,
+         deterministic=True, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    full, resumed = (torch.load(tmp_path / f, weights_only=True) for f in ("full.pt", "resumed.pt"))
+    assert resumed["epoch"] == full["epoch"] == 2
+    torch.testing.assert_close(resumed["scores"], full["scores"])

@@ -103,12 +103,12 @@ def test_rewind_weights_survive_a_crash_and_resume(tmp_path):
     seed_everything(0)
     fit(tmp_path / "full", [LotteryTicket(sparsity=0.8, rewind=2)], steps=16)
     seed_everything(0)  # a checkpoint at the end of the first epoch (8 steps), after the rewind point
-    fit(tmp_path / "first", [LotteryTicket(sparsity=0.8, rewind=2, path=str(tmp_path / "unused.pt"))], steps=8,
-        save_every=8)
+    path = str(tmp_path / "resumed.pt")  # the same arguments (and so state key) in both halves
+    fit(tmp_path / "first", [LotteryTicket(sparsity=0.8, rewind=2, path=path)], steps=8, save_every=8)
     ckpt = next((tmp_path / "first").glob("*step=8*.ckpt"))
     seed_everything(5)
-    fit(tmp_path / "resumed", [LotteryTicket(sparsity=0.8, rewind=2)], steps=16, ckpt_path=str(ckpt))
-    a, b = load_ticket(tmp_path / "full" / "ticket.pt"), load_ticket(tmp_path / "resumed" / "ticket.pt")
+    fit(tmp_path / "resumed", [LotteryTicket(sparsity=0.8, rewind=2, path=path)], steps=16, ckpt_path=str(ckpt))
+    a, b = load_ticket(tmp_path / "full" / "ticket.pt"), load_ticket(path)
     for k in a["weights"]:
         assert torch.equal(a["weights"][k], b["weights"][k]), k
     for n in SPARSE:

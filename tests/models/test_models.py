@@ -8,8 +8,9 @@ from lightning_sparse.models import create_model, list_models, register_model
 from lightning_sparse.models._registry import _MODEL_BUILDERS
 
 
-HEAVY = {"avsr_base", "e2enet", "unet3d"}  # 418 M parameters (counted on the meta device in test_avsr.py); the
-# paper-scale 3D segmentation networks (their forward and backward run at test size in test_e2enet.py, test_unet3d.py)
+HEAVY = {"avsr_base", "e2enet", "unet3d", "slak_small", "slak_base"}  # 418 M parameters (counted on the meta device in test_avsr.py); the
+# paper-scale 3D segmentation networks (their forward and backward run at test size in test_e2enet.py, test_unet3d.py);
+# SLaK-S/B (91 M / 158 M: counted on the meta device in test_slak.py, the same code runs at tiny size there)
 
 
 @pytest.mark.parametrize("name", [n for n in list_models() if n not in HEAVY])

@@ -19,6 +19,8 @@ normalisation or activation is a name or ``(name, kwargs)``.
 - :class:`VideoResNetFrontend` / :class:`AudioResNetFrontend`: the ResNet-18 lip-video and
   raw-waveform front-ends of audio-visual speech recognition (25 Hz features).
 - :class:`FusionMLP`: auto_avsr's MLP that fuses the audio and video streams.
+- :class:`LargeKernelConv` / :func:`same_padding_2d`: SLaK's decomposed large depthwise kernel
+  (``M x N + N x M + N x N`` with batch norms) and its merge into one convolution.
 - :class:`AttentionDecoder` / :class:`SinusoidalPositionalEncoding`: the Transformer decoder of
   hybrid CTC/attention models and ESPnet's sinusoidal positional encoding.
 
@@ -49,6 +51,7 @@ from lightning_sparse.models.layers.factories import (
     same_padding,
 )
 from lightning_sparse.models.layers.fusion import FusionMLP
+from lightning_sparse.models.layers.large_kernel import LargeKernelConv, same_padding_2d
 from lightning_sparse.models.layers.resnet_frontends import AudioResNetFrontend, VideoResNetFrontend
 from lightning_sparse.models.layers.subsampling import Conv2dSubsampling, subsampled_lengths
 from lightning_sparse.models.layers.transformer_decoder import AttentionDecoder, SinusoidalPositionalEncoding
@@ -68,6 +71,7 @@ __all__ = [
     "DepthShiftConv",
     "DropPath",
     "FusionMLP",
+    "LargeKernelConv",
     "LayerSpec",
     "LogMelFilterbank",
     "SinusoidalPositionalEncoding",
@@ -78,5 +82,6 @@ __all__ = [
     "norm",
     "pool",
     "same_padding",
+    "same_padding_2d",
     "subsampled_lengths",
 ]
