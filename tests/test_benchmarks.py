@@ -78,7 +78,7 @@ def test_dsn_seed_reaches_the_dst_callback(dsn, tmp_path, monkeypatch, keep_thre
 
 
 @pytest.mark.parametrize("name", ["dsn", "robustness", "truly_sparse", "dst_overhead", "msrs", "e2enet",
-                                  "hard_samples"])
+                                  "hard_samples", "slak"])
 def test_every_benchmark_takes_threads(name, monkeypatch, capsys):
     module = _load(name)
     monkeypatch.setattr(sys, "argv", [f"{name}.py", "--help"])
@@ -174,3 +174,22 @@ def test_hard_samples_benchmark_runs_on_real_cifar10(tmp_path, capsys, keep_thre
     assert pgd.split("|")[6].strip() != "-"  # a PGD-20 accuracy was measured
     assert lines[-1].startswith("hard_samples: sparse test accuracy >= dense")
     assert code == (0 if lines[-1].endswith("PASS") else 1)
+
+
+def test_slak_benchmark_speed_and_accuracy_tables(tmp_path, capsys, keep_threads, monkeypatch):
+    """Small speed shapes and one epoch on 100 real CIFAR-10 images per configuration."""
+    bench = _load("slak")
+    if not bench.DEFAULT_DATA.exists():
+        pytest.skip("the shared CIFAR-10 is not here")
+    monkeypatch.setattr(bench, "SPEED_SHAPES", {"slak-t stage 1": (2, 8, 16, 16), "cifar": (2, 8, 12, 12)})
+    code = bench.main(["--kernel", "13", "--repeats", "1", "--train-subset", "100", "--test-subset", "50",
+                       "--epochs", "1", "--dims", "8", "8", "8", "--depths", "1", "1", "1", "--kernels", "9", "7", "7",
+                       "--batch-size", "25", "--update-interval", "1", "--threads", "1",
+                       "--cache-dir", str(tmp_path / "cache"), "--min-speedup", "0"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(line.startswith("| slak-t stage 1 | (2, 8, 16, 16) | 13 |") for line in lines)
+    for config in bench.CONFIGS:
+        assert any(line.startswith(f"| {config} |") for line in lines), config
+    sparse = next(line for line in lines if line.startswith("| decomposed-sparse-1.3x |")).split("|")
+    assert int(sparse[4].replace(",", "")) < int(sparse[3].replace(",", ""))  # non-zero < parameters
+    assert lines[-1].startswith("slak: decomposed 13-kernel layer") and code == 0

@@ -22,6 +22,12 @@ every value can still be overridden by the callback's arguments.
   ``--update_frequency 1200``, ERK): drop by magnitude, regrow at random, a 0.5 fraction
   cosine-decayed over the whole run. Used at ``granularity="kernel"`` on E2ENet's fusion
   convolutions (``include=E2ENET_FUSION_INCLUDE``, ``sparsity=0.8``, ``update_interval=1200``).
+- ``slak``: SLaK's sparse training, Liu et al. 2023, arXiv:2207.03620 ("use sparse groups, expand
+  more width"): magnitude prune, random regrow, a 0.5 fraction (SLaK-T; 0.3 for S/B:
+  ``drop_fraction=0.3``) cosine-decayed over the run; with ``distribution="snip"`` (SLaK's
+  ``--sparse_init snip``), ``sparsity=0.4`` on every convolution and linear weight and an update
+  every 2000 (T) / 100 (S/B) steps. Layers SNIP leaves dense keep an all-ones mask that no update
+  changes (the official code leaves them unmasked).
 - ``gmp``: gradual magnitude pruning, Zhu & Gupta 2017, "To prune, or not to prune: exploring
   the efficacy of pruning for model compression", arXiv:1710.01878: dense at ``start_step``, then
   the cubic schedule ``s_t = s_f + (s_i - s_f) (1 - (t - t_0) / (t_e - t_0))^3`` down to the target
@@ -108,5 +114,6 @@ register_method(MethodPreset("rigl", "magnitude", "gradient", 0.3, "cosine", 0.7
 register_method(MethodPreset("mest", "mest", "random", 0.3, "cosine", 0.75))
 register_method(MethodPreset("granet", "magnitude", "gradient", 0.5, "cosine", 0.75, gradual=True))
 register_method(MethodPreset("dsff", "magnitude", "random", 0.5, "cosine", 1.0))
+register_method(MethodPreset("slak", "magnitude", "random", 0.5, "cosine", 1.0))
 register_method(MethodPreset("gmp", "magnitude", None, 0.0, "constant", 0.0, gradual=True,
                              initial_sparsity_above_half=0.0))

@@ -117,6 +117,8 @@ class ConvNeXtBlock(nn.Module):
         bn: Batch norm in each depthwise branch (SLaK); ``False``: convolutions with bias (ConvNeXt).
         drop_path: Stochastic-depth probability of the residual branch.
         layer_scale_init_value: Initial ``gamma`` (``0``: no layer scale).
+        impl: How the depthwise convolutions run (see ``LargeKernelConv``): ``"torch"`` or
+            ``"auto"`` (the fastest of the FFT / banded-matrix / stock paths per shape).
 
     Examples:
         >>> block = ConvNeXtBlock(8, kernel_size=7, small_kernel=None, decomposed=False, bn=False)
@@ -125,9 +127,10 @@ class ConvNeXtBlock(nn.Module):
     """
 
     def __init__(self, dim: int, kernel_size: int = 7, small_kernel: int | None = None, decomposed: bool = False,
-                 bn: bool = False, drop_path: float = 0.0, layer_scale_init_value: float = 1e-6) -> None:
+                 bn: bool = False, drop_path: float = 0.0, layer_scale_init_value: float = 1e-6,
+                 impl: str = "torch") -> None:
         super().__init__()
-        self.dw = LargeKernelConv(dim, kernel_size, small_kernel, decomposed=decomposed, bn=bn)
+        self.dw = LargeKernelConv(dim, kernel_size, small_kernel, decomposed=decomposed, bn=bn, impl=impl)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.pwconv1 = nn.Linear(dim, 4 * dim)  # pointwise convolutions as linear layers (channels last)
         self.act = nn.GELU()
@@ -162,6 +165,8 @@ class ConvNeXt(nn.Module):
         layer_scale_init_value: Initial layer scale (``0``: none).
         head_init_scale: Multiplies the head's initial weights and bias.
         stem_stride: Kernel and stride of the patchify stem (4 for 224x224, 2 for 32x32).
+        impl: How the depthwise convolutions run: ``"torch"`` (stock) or ``"auto"`` / a path of
+            :data:`lightning_sparse.nn.depthwise.IMPLS` (see ``LargeKernelConv``).
 
     Raises:
         ValueError: If ``depths``, ``dims`` or ``kernel_sizes`` are not positive integers of the same
@@ -192,6 +197,7 @@ class ConvNeXt(nn.Module):
         layer_scale_init_value: float = 1e-6,
         head_init_scale: float = 1.0,
         stem_stride: int = 4,
+        impl: str = "torch",
     ) -> None:
         super().__init__()
         depths, dims, kernel_sizes = (_positive_ints(n, v) for n, v in
@@ -225,7 +231,7 @@ class ConvNeXt(nn.Module):
         for i, (depth, width, kernel) in enumerate(zip(depths, widths, kernel_sizes)):
             first = sum(depths[:i])
             self.stages.append(nn.Sequential(*[
-                ConvNeXtBlock(width, kernel, small_kernel, decomposed, bn, rates[first + j], layer_scale_init_value)
+                ConvNeXtBlock(width, kernel, small_kernel, decomposed, bn, rates[first + j], layer_scale_init_value, impl)
                 for j in range(depth)
             ]))
         self.norm = nn.LayerNorm(widths[-1], eps=1e-6)
@@ -265,7 +271,9 @@ class SLaK(ConvNeXt):
     """SLaK (Liu et al. 2023): :class:`ConvNeXt` with decomposed large kernels and 1.3x widths.
 
     The same arguments as :class:`ConvNeXt`, with SLaK's defaults: ``kernel_sizes=(51, 49, 47, 13)``,
-    ``small_kernel=5``, ``decomposed=True``, ``bn=True``, ``width_factor=1.3``.
+    ``small_kernel=5``, ``decomposed=True``, ``bn=True``, ``width_factor=1.3``, and ``impl="auto"``
+    (the depthwise convolutions through :class:`~lightning_sparse.nn.DepthwiseConv2d`: per shape the
+    fastest of FFT, banded matrix and stock; ``impl="torch"`` for stock ``nn.Conv2d``).
 
     Examples:
         >>> model = SLaK(depths=(1, 1), dims=(8, 8), kernel_sizes=(9, 7), num_classes=3, stem_stride=2)
@@ -275,9 +283,9 @@ class SLaK(ConvNeXt):
 
     def __init__(self, depths: Sequence[int] = (3, 3, 9, 3), dims: Sequence[int] = _TINY_DIMS, *,
                  kernel_sizes: Sequence[int] = _SLAK_KERNELS, small_kernel: int | None = 5, decomposed: bool = True,
-                 bn: bool = True, width_factor: float = 1.3, **kwargs: Any) -> None:
+                 bn: bool = True, width_factor: float = 1.3, impl: str = "auto", **kwargs: Any) -> None:
         super().__init__(depths, dims, kernel_sizes=kernel_sizes, small_kernel=small_kernel, decomposed=decomposed,
-                         bn=bn, width_factor=width_factor, **kwargs)
+                         bn=bn, width_factor=width_factor, impl=impl, **kwargs)
 
 
 @register_model

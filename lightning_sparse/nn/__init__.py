@@ -1,7 +1,9 @@
-"""Truly sparse layers (torch only): CSR weights trained with sparse kernels.
+"""Layers and kernels that make sparse or large-kernel training fast (torch only).
 
-See "Nerva: a Truly Sparse Implementation of Neural Networks" (Wesselink et al., 2024,
-arXiv:2407.17437).
+Truly sparse layers: CSR weights trained with sparse kernels ("Nerva: a Truly Sparse
+Implementation of Neural Networks", Wesselink et al., 2024, arXiv:2407.17437). Depthwise
+convolutions with large / rectangular kernels through FFT or banded-matrix paths chosen per shape
+(:mod:`lightning_sparse.nn.depthwise`, for SLaK's 51 x 5 kernels).
 """
 
 from lightning_sparse.nn.convert import (
@@ -16,10 +18,22 @@ from lightning_sparse.nn.convert import (
     to_masked,
     to_truly_sparse,
 )
+from lightning_sparse.nn.depthwise import (
+    DepthwiseConv2d,
+    choose_impl,
+    depthwise_conv2d,
+    measure_depthwise,
+    set_depthwise_impl,
+)
 from lightning_sparse.nn.sparse_linear import SparseLinear, csr_structure, transpose_structure
 
 __all__ = [
+    "DepthwiseConv2d",
     "SparseLinear",
+    "choose_impl",
+    "depthwise_conv2d",
+    "measure_depthwise",
+    "set_depthwise_impl",
     "convert_param_state",
     "dense_optimizer_state",
     "dense_state_dict",

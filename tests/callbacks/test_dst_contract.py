@@ -237,7 +237,7 @@ def test_explicit_distribution_mapping(tmp_path):
     [
         ({"sparsity": 1.0}, r"`sparsity` must be a number in \[0, 1\), got 1.0"),
         ({"sparsity": -0.1}, r"`sparsity` must be a number in \[0, 1\)"),
-        ({"method": "prune"}, r"`method` must be one of \('static', 'set', 'rigl', 'mest', 'granet', 'dsff', 'gmp'\), got 'prune'"),
+        ({"method": "prune"}, r"`method` must be one of \('static', 'set', 'rigl', 'mest', 'granet', 'dsff', 'slak', 'gmp'\), got 'prune'"),
         ({"distribution": "normal"}, r"`distribution` must be one of \('uniform', 'er', 'erk', 'snip'\)"),
         ({"update_interval": 0}, r"`update_interval` must be an integer >= 1, got 0"),
         ({"drop_fraction": 1.5}, r"`drop_fraction` must be in \[0, 1\]"),

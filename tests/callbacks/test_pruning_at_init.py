@@ -265,3 +265,21 @@ def test_gmp_density_follows_the_cubic_schedule_at_every_update(scope):
             assert spy.seen[step] == pytest.approx(1 - target, abs=2 / 128), step
     assert dst.global_density == pytest.approx(0.1, abs=1e-3)
     assert dst.num_updates == 6
+
+
+def test_a_layer_left_dense_never_changes_under_slak_updates():
+    """SLaK leaves layers that SNIP makes dense unmasked: a full layer's prune-and-grow regrows what it dropped."""
+    seed_everything(0)
+    dst = DynamicSparseTraining("slak", sparsity=0.5, distribution={"net.0.weight": 0.0, "net.*": 0.7},
+                                update_interval=2, summary=False)
+    before = {}
+
+    class Spy(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 1:
+                before.update({n: m.clone() for n, m in dst.masks.items()})
+
+    fit([dst, Spy()], steps=10)
+    assert dst.num_updates >= 3
+    assert bool(dst.masks["net.0.weight"].all())
+    assert not torch.equal(before["net.2.weight"], dst.masks["net.2.weight"])  # the sparse layers did move

@@ -159,3 +159,39 @@ def test_every_depthwise_convolution_goes_through_one_method(monkeypatch):
 def test_argument_errors_name_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LargeKernelConv(**kwargs)
+
+
+@pytest.mark.parametrize("impl", ["auto", "fft", "toeplitz"])
+@pytest.mark.parametrize("decomposed", [True, False])
+def test_fast_depthwise_paths_equal_stock_in_forward_backward_and_merge(impl, decomposed):
+    """`impl` changes how the depthwise convolutions run, not what they compute or which parameters exist."""
+    torch.manual_seed(0)
+    fast = LargeKernelConv(6, 11, 5, decomposed=decomposed, impl=impl)
+    stock = LargeKernelConv(6, 11, 5, decomposed=decomposed, impl="torch")
+    assert [n for n, _ in fast.named_parameters()] == [n for n, _ in stock.named_parameters()]
+    stock.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 6, 13, 10, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    a, b = fast(x), stock(x2)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad, atol=1e-4, rtol=1e-4)
+    for (n, p), (_, q) in zip(fast.named_parameters(), stock.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-4, msg=n)
+    fast.eval(), stock.eval()
+    torch.testing.assert_close(fast.merge()(x.detach()), stock.merge()(x.detach()), atol=1e-4, rtol=1e-4)
+
+
+def test_fast_paths_are_conv2d_modules_for_sparse_training_and_flop_counts():
+    from lightning_sparse.core import find_targets
+    from lightning_sparse.models.flops import conv_linear_flops
+    from lightning_sparse.nn import DepthwiseConv2d
+
+    fast, stock = LargeKernelConv(4, 9, 5, impl="fft"), LargeKernelConv(4, 9, 5, impl="torch")
+    assert all(isinstance(b[0], DepthwiseConv2d) for b in fast.branches())
+    assert [t.name for t in find_targets(fast)] == [t.name for t in find_targets(stock)]
+    x = torch.randn(1, 4, 12, 12)
+    assert conv_linear_flops(fast, x) == conv_linear_flops(stock, x)
+    with pytest.raises(ValueError, match="`impl` must be"):
+        LargeKernelConv(4, 9, 5, impl="cuda")

@@ -61,6 +61,7 @@ from torch import Tensor, nn
 
 from lightning_sparse._validation import check_bool, check_int
 from lightning_sparse.models.layers.conv_norm_act import ConvNormAct
+from lightning_sparse.nn.depthwise import IMPLS, DepthwiseConv2d
 
 __all__ = ["LargeKernelConv", "same_padding_2d"]
 
@@ -115,6 +116,10 @@ class LargeKernelConv(nn.Module):
             RepLKNet's ``M x M`` kernel (plus the small kernel when ``small_kernel < kernel_size``).
         bn: Batch norm after each branch's convolution (the convolutions then have no bias); with
             ``False`` each convolution has a bias and there is no normalisation.
+        impl: How the depthwise convolutions run: ``"torch"`` (stock ``nn.Conv2d``), ``"auto"``
+            (:class:`~lightning_sparse.nn.DepthwiseConv2d`: FFT, banded-matrix or stock per shape,
+            the fastest measured, equal to stock to float32 rounding) or one of
+            :data:`~lightning_sparse.nn.depthwise.IMPLS`. The parameters are the same either way.
 
     Attributes:
         merged: ``True`` after :meth:`merge`: the layer is one ``nn.Conv2d`` ``lkb_reparam``.
@@ -141,8 +146,12 @@ class LargeKernelConv(nn.Module):
         small_kernel: int | None = 5,
         decomposed: bool = True,
         bn: bool = True,
+        impl: str = "torch",
     ) -> None:
         super().__init__()
+        if impl != "auto" and impl not in IMPLS:
+            raise ValueError(f"`impl` must be 'auto' or one of {IMPLS}, got {impl!r}.")
+        self.impl = impl
         self.channels = check_int("channels", channels, 1)
         self.kernel_size = check_int("kernel_size", kernel_size, 1)
         self.decomposed = check_bool("decomposed", decomposed)
@@ -168,10 +177,19 @@ class LargeKernelConv(nn.Module):
     def _branch(self, kernel_size: tuple[int, int]) -> nn.Sequential:
         top, bottom, left, right = same_padding_2d(kernel_size)
         symmetric = top == bottom and left == right  # else F.pad in _depthwise, conv pads nothing
-        return ConvNormAct(
+        branch = ConvNormAct(
             self.channels, self.channels, kernel_size, padding=(top, left) if symmetric else 0,
             groups=self.channels, bias=not self.bn, norm="batch" if self.bn else None, act=None,
         )
+        if self.impl != "torch":  # the same parameters, run by the fast depthwise paths
+            branch[0] = self._fast(branch[0])
+        return branch
+
+    def _fast(self, conv: nn.Conv2d) -> DepthwiseConv2d:
+        fast = DepthwiseConv2d(self.channels, conv.kernel_size, padding="same", bias=conv.bias is not None,
+                               impl=self.impl, device=conv.weight.device, dtype=conv.weight.dtype)
+        fast.load_state_dict(conv.state_dict())
+        return fast
 
     def _depthwise(self, conv: nn.Conv2d, x: Tensor, padding: tuple[int, int, int, int]) -> Tensor:
         """Every depthwise convolution of the layer: ``conv`` on ``x`` padded by ``(top, bottom, left, right)``.
@@ -179,6 +197,8 @@ class LargeKernelConv(nn.Module):
         Symmetric paddings are ``conv``'s own; asymmetric ones (even kernels) are added here, ``conv``
         then has ``padding=0``. The one place to route to a faster depthwise implementation.
         """
+        if isinstance(conv, DepthwiseConv2d):  # pads by itself, "same"
+            return conv(x)
         top, bottom, left, right = padding
         if top != bottom or left != right:
             x = F.pad(x, (left, right, top, bottom))  # (B, C, H + kh - 1, W + kw - 1)
@@ -235,6 +255,8 @@ class LargeKernelConv(nn.Module):
                          groups=self.channels, bias=True, device=kernel.device, dtype=kernel.dtype)
         conv.weight.data.copy_(kernel)
         conv.bias.data.copy_(bias)
+        if self.impl != "torch":
+            conv = self._fast(conv)
         for name in ("lora1", "lora2", "lkb_origin", "small_conv"):
             if hasattr(self, name):
                 delattr(self, name)
@@ -244,4 +266,4 @@ class LargeKernelConv(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.channels}, kernel_size={self.kernel_size}, small_kernel={self.small_kernel}, "
-                f"decomposed={self.decomposed}, bn={self.bn}, merged={self.merged}")
+                f"decomposed={self.decomposed}, bn={self.bn}, impl={self.impl!r}, merged={self.merged}")
