@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-speedup", type=float, default=2.0)
     p.add_argument("--skip-accuracy", action="store_true")
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
-    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--train-subset", type=int, default=None)
     p.add_argument("--test-subset", type=int, default=None)
@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--accelerator", default="cpu")
     add_threads_arg(p, 2, "depthwise convolutions and FFTs use both cores")
     args = p.parse_args(argv)
-    defaults = {"epochs": 3 if args.quick else 100, "train_subset": 4_000 if args.quick else 0,
+    defaults = {"epochs": 6 if args.quick else 100, "train_subset": 4_000 if args.quick else 0,
                 "test_subset": 1_000 if args.quick else 0}
     for key, value in defaults.items():
         if getattr(args, key) is None:

@@ -7,6 +7,12 @@ Computer Vision", arXiv:1512.00567), SGD with momentum or AdamW (Loshchilov & Hu
 schedule with optional linear warm-up (Loshchilov & Hutter 2017, "SGDR", arXiv:1608.03983; as
 used by RigL, Evci et al. 2020, arXiv:1911.11134).
 
+Mixup (Zhang et al. 2018, "mixup: Beyond Empirical Risk Minimization", arXiv:1710.09412) and
+CutMix (Yun et al. 2019, "CutMix: Regularization Strategy to Train Strong Classifiers with
+Localizable Features", arXiv:1905.04899) on the training batches, as the ConvNeXt / SLaK ImageNet
+recipes use them (mixup 0.8, cutmix 1.0, one of the two per batch): ``torchvision.transforms.v2``'s
+``MixUp`` / ``CutMix``, soft targets, per-sample cross-entropy against them.
+
 Data pruning: ``training_step`` returns ``{"loss", "per_sample_loss", "index"}`` (``index`` for
 ``(x, y, index)`` batches only), the per-sample contract of :mod:`lightning_sparse.core.per_sample`;
 the batch layouts, metrics, loss reduction and optimizers come from
@@ -19,9 +25,12 @@ from functools import partial
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
+from torchvision.transforms import v2
 
-from lightning_sparse._validation import check_bool
+from lightning_sparse._validation import check_bool, check_number
+from lightning_sparse.core.per_sample import per_sample_output
 from lightning_sparse.models import create_model
 from lightning_sparse.tasks.base import SparseTask, check_warmup, merge_backbone_kwargs
 
@@ -48,6 +57,9 @@ class ImageClassifier(SparseTask):
         warmup_steps: Optimizer steps of linear warm-up from ``lr / warmup_steps`` to ``lr``
             before the cosine decay; ``"cosine"`` only.
         label_smoothing: Label smoothing in ``[0, 1)``.
+        mixup_alpha: Beta-distribution parameter of mixup on training batches (``0``: off).
+        cutmix_alpha: Beta-distribution parameter of CutMix (``0``: off); with both on, each batch
+            gets one of the two, chosen with equal probability (timm's ``switch_prob=0.5``).
 
     Raises:
         ValueError: If an argument is out of range or names an unknown backbone, optimizer or
@@ -75,9 +87,13 @@ class ImageClassifier(SparseTask):
         scheduler: str = "cosine",
         warmup_steps: int = 0,
         label_smoothing: float = 0.0,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
     ) -> None:
         super().__init__()
         self.check_training_args(num_classes, optimizer, scheduler, lr, momentum, weight_decay, label_smoothing)
+        check_number("mixup_alpha", mixup_alpha, 0.0)
+        check_number("cutmix_alpha", cutmix_alpha, 0.0)
         check_bool("nesterov", nesterov)
         if nesterov and (optimizer != "sgd" or momentum <= 0):
             raise ValueError(
@@ -89,7 +105,23 @@ class ImageClassifier(SparseTask):
         self.save_hyperparameters()
         self.model = create_model(backbone, **kwargs)
         self.add_metrics(acc=partial(MulticlassAccuracy, num_classes, average="micro"))
+        mixes = ([v2.MixUp(alpha=float(mixup_alpha), num_classes=num_classes)] if mixup_alpha > 0 else []) + (
+            [v2.CutMix(alpha=float(cutmix_alpha), num_classes=num_classes)] if cutmix_alpha > 0 else [])
+        self._mix = None if not mixes else mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the backbone's logits, shape ``(B, num_classes)``."""
         return self.model(x)
+
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        """The base's step; with mixup / CutMix, on the mixed batch against its soft targets (the
+        accuracy is logged against each sample's own label)."""
+        if self._mix is None:
+            return super().training_step(batch, batch_idx)
+        b = self.unpack_batch(batch)
+        x, soft = self._mix(b.x, b.y)  # (B, C, H, W), (B, num_classes)
+        logits = self.forward_batch(b._replace(x=x))
+        losses = F.cross_entropy(logits, soft, reduction="none", label_smoothing=self.hparams.label_smoothing)
+        out = per_sample_output(losses, b.index, reduction=lambda ls: self.reduce_loss(ls, b.index))
+        self._log_stage("train", out["loss"], logits.detach(), b.y)
+        return out

@@ -5,6 +5,7 @@ import math
 import lightning as L
 import pytest
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_sparse.core.per_sample import read_per_sample
@@ -143,3 +144,30 @@ def test_invalid_arguments(kwargs, match):
     args = {"backbone": "mlp", "backbone_kwargs": _MLP, "num_classes": 4, **kwargs}
     with pytest.raises(ValueError, match=match):
         ImageClassifier(**args)
+
+
+@pytest.mark.parametrize(("mixup", "cutmix"), [(0.8, 0.0), (0.0, 1.0), (0.8, 1.0)])
+def test_mixup_and_cutmix_train_against_soft_targets(mixup, cutmix):
+    """The step's per-sample losses are the cross-entropy against torchvision's mixed soft targets."""
+    from torchvision.transforms import v2
+
+    task = ImageClassifier("mlp", {"in_features": 3 * 8 * 8, "hidden_sizes": [16]}, num_classes=5,
+                           mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=0.1)
+    x, y, index = torch.rand(6, 3, 8, 8), torch.tensor([0, 1, 2, 3, 4, 0]), torch.arange(6)
+    torch.manual_seed(3)
+    out = task.training_step((x, y, index), 0)
+    torch.manual_seed(3)
+    mix = [v2.MixUp(alpha=mixup, num_classes=5)] if mixup else []
+    mix += [v2.CutMix(alpha=cutmix, num_classes=5)] if cutmix else []
+    xm, soft = (mix[0] if len(mix) == 1 else v2.RandomChoice(mix))(x, y)
+    assert not torch.equal(xm, x) and soft.shape == (6, 5) and torch.allclose(soft.sum(-1), torch.ones(6))
+    expected = nn.functional.cross_entropy(task(xm), soft, reduction="none", label_smoothing=0.1)
+    torch.testing.assert_close(out["per_sample_loss"], expected)
+    assert out["index"].tolist() == list(range(6)) and torch.isclose(out["loss"], expected.mean())
+
+
+def test_mixup_is_off_by_default_and_validated():
+    task = ImageClassifier("mlp", {"in_features": 12, "hidden_sizes": [4]}, num_classes=3)
+    assert task._mix is None
+    with pytest.raises(ValueError, match="`mixup_alpha`"):
+        ImageClassifier("mlp", {"in_features": 12}, num_classes=3, mixup_alpha=-1.0)
