@@ -6,6 +6,9 @@ Sparsity", ICLR 2023, arXiv:2207.03620): decomposing an ``M x M`` depthwise kern
 more width": 40% sparsity, 1.3x width) scales kernels to 51x51; the official code needs a custom
 CUDA kernel to be fast. This script measures:
 
+0. **Costs** of the ImageNet models (``cost_report`` for one 224 x 224 image: parameters, non-zero
+   parameters and MACs at 40% sparsity, a uniform random mask on every convolution and linear
+   weight) beside the published numbers (the papers' "GFLOPs" are multiply-accumulates).
 1. **Speed** of the decomposed 51-kernel layer (``LargeKernelConv(C, 51, 5)``: three depthwise
    branches with batch norm), forward + backward, stock PyTorch (``impl="torch"``:
    ``nn.Conv2d(groups=C)``) against ``impl="auto"`` (``lightning_sparse.nn.DepthwiseConv2d``: per
@@ -64,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--min-speedup", type=float, default=2.0)
     p.add_argument("--skip-accuracy", action="store_true")
+    p.add_argument("--skip-costs", action="store_true", help="skip the ImageNet models' cost report")
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--epochs", type=int, default=None)
@@ -116,6 +120,33 @@ def speed(args) -> tuple[list[str], dict[str, float]]:
         rows.append(f"| {name} | {tuple(shape)} | {args.kernel} | {1e3 * t_stock:.0f} | {1e3 * t_fast:.0f} | "
                     f"{speedups[name]:.2f}x | {choices} |")
     return rows, speedups
+
+
+# The published sizes (SLaK README: non-zero at 40% sparsity; ConvNeXt paper): parameters (M), G MACs at 224x224
+PUBLISHED = {"slak_tiny": (30, 5.0), "slak_small": (55, 9.8), "slak_base": (95, 17.1), "convnext_tiny": (28.6, 4.5)}
+
+
+def imagenet_costs() -> list[str]:
+    """``cost_report`` of the ImageNet models for one 224x224 image, SLaK at 40% sparsity (a
+    uniform random mask on every convolution and linear weight: SNIP's ratios need data)."""
+    from lightning_sparse.core import find_targets
+    from lightning_sparse.models import create_model
+
+    rows = []
+    for name, (published_params, published_macs) in PUBLISHED.items():
+        torch.manual_seed(0)
+        kwargs = {"impl": "torch"} if name.startswith("slak") else {}
+        model = create_model(name, **kwargs).eval()
+        masks = None
+        if name.startswith("slak"):
+            g = torch.Generator().manual_seed(0)
+            masks = {t.name: torch.rand(t.shape, generator=g) < 0.6 for t in find_targets(model)}
+        with torch.no_grad():
+            cost = cost_report(model, torch.zeros(1, 3, 224, 224), masks=masks, name=name)
+        rows.append(f"| {name} | {cost.params / 1e6:.1f} | {cost.nonzero_params / 1e6:.1f} | {published_params} | "
+                    f"{cost.flops / 2e9:.2f} | {cost.sparse_flops / 2e9:.2f} | {published_macs} |")
+        del model
+    return rows
 
 
 class StepTimer(Callback):
@@ -176,6 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         out(row)
     out()
+    if not args.skip_costs:
+        out("| model (224x224) | parameters (M) | non-zero at 40% (M) | published (M) | G MACs | sparse G MACs | "
+            "published G MACs |")
+        out("|---|---:|---:|---:|---:|---:|---:|")
+        for row in imagenet_costs():
+            out(row)
+        out()
     if not args.skip_accuracy:
         out(f"# accuracy: CIFAR-10 (JPEG-q75 source images), training subset {args.train_subset or 'all'}, test "
             f"subset {args.test_subset or 'all'}, {args.epochs} epochs, depths {tuple(args.depths)}, dims "
