@@ -19,12 +19,12 @@ from lightning_sparse.nn.convert import (
     to_truly_sparse,
 )
 from lightning_sparse.nn.depthwise import (
-    DepthwiseConv2d,
     choose_impl,
     depthwise_conv2d,
     measure_depthwise,
     set_depthwise_impl,
 )
+from lightning_sparse.nn.depthwise_conv import DepthwiseConv2d
 from lightning_sparse.nn.sparse_linear import SparseLinear, csr_structure, transpose_structure
 
 __all__ = [

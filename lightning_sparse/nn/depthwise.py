@@ -45,11 +45,10 @@ from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 __all__ = [
     "IMPLS",
-    "DepthwiseConv2d",
     "choose_impl",
     "depthwise_conv2d",
     "impl_timings",
@@ -328,6 +327,18 @@ def _forced_impl() -> Optional[str]:
     return impl
 
 
+def _measured(shape, kernel_size, padding, dtype, device, grad, when_missing: dict) -> tuple:
+    """The cache key of this case, timing the candidates first when ``when_missing`` lacks it
+    (the choice is kept if one was already made)."""
+    pad = _pad4(padding, tuple(kernel_size))
+    key = _key(shape, kernel_size, pad, dtype, device, grad)
+    if key not in when_missing:
+        times = measure_depthwise(shape, kernel_size, _candidates(dtype), 2, pad, dtype, device, grad, 4.0)
+        _TIMINGS[key] = times
+        _CHOICES.setdefault(key, min(times, key=times.__getitem__))
+    return key
+
+
 def choose_impl(
     shape: Sequence[int],
     kernel_size: Sequence[int],
@@ -369,12 +380,7 @@ def choose_impl(
     forced = _forced_impl()
     if forced is not None:
         return forced
-    pad = _pad4(padding, tuple(kernel_size))
-    key = _key(shape, kernel_size, pad, dtype, device, grad)
-    if key not in _CHOICES:
-        times = measure_depthwise(shape, kernel_size, _candidates(dtype), 2, pad, dtype, device, grad, 4.0)
-        _TIMINGS[key] = times
-        _CHOICES[key] = min(times, key=times.__getitem__)
+    key = _measured(shape, kernel_size, padding, dtype, device, grad, when_missing=_CHOICES)
     return _CHOICES[key]
 
 
@@ -396,12 +402,7 @@ def impl_timings(
         >>> sorted(t), min(t, key=t.get) == choose_impl((1, 2, 9, 9), (5, 5))
         (['fft', 'toeplitz', 'torch'], True)
     """
-    pad = _pad4(padding, tuple(kernel_size))
-    key = _key(shape, kernel_size, pad, dtype, device, grad)
-    if key not in _TIMINGS:
-        times = measure_depthwise(shape, kernel_size, _candidates(dtype), 2, pad, dtype, device, grad, 4.0)
-        _TIMINGS[key] = times
-        _CHOICES.setdefault(key, min(times, key=times.__getitem__))
+    key = _measured(shape, kernel_size, padding, dtype, device, grad, when_missing=_TIMINGS)
     return dict(_TIMINGS[key])
 
 
@@ -478,33 +479,3 @@ def depthwise_conv2d(
     y = _IMPL_FNS[impl](x, weight, pad)
     return y if bias is None else y + bias[:, None, None]
 
-
-class DepthwiseConv2d(nn.Conv2d):
-    """An ``nn.Conv2d`` (``groups = channels``, stride 1) whose forward is :func:`depthwise_conv2d`.
-
-    A drop-in module: sparse-training callbacks find it as an ``nn.Conv2d`` and mask its weight,
-    FLOP counters see its forward hooks, checkpoints hold the usual ``weight`` / ``bias``. The
-    padding is explicit and may be asymmetric (``"same"`` for even kernels); ``impl`` picks the path
-    (``"auto"``: the fastest measured for each input shape).
-
-    Examples:
-        >>> conv = DepthwiseConv2d(4, (7, 2), padding="same", impl="fft")
-        >>> conv(torch.randn(1, 4, 9, 8)).shape
-        torch.Size([1, 4, 9, 8])
-    """
-
-    def __init__(self, channels: int, kernel_size: int | Sequence[int], padding: Padding = "same",
-                 bias: bool = True, impl: str = "auto", device=None, dtype=None) -> None:
-        ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        super().__init__(channels, channels, ks, padding=0, groups=channels, bias=bias, device=device, dtype=dtype)
-        if impl != "auto" and impl not in IMPLS:
-            raise ValueError(f"`impl` must be 'auto' or one of {IMPLS}, got {impl!r}.")
-        self.pad4 = _pad4(padding, ks)
-        self.impl = impl
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``(B, C, H, W)`` -> ``(B, C, H', W')`` (the input size with ``"same"`` padding)."""
-        return depthwise_conv2d(x, self.weight, self.bias, padding=self.pad4, impl=self.impl)
-
-    def extra_repr(self) -> str:
-        return f"{self.in_channels}, kernel_size={self.kernel_size}, padding={self.pad4}, impl={self.impl!r}"

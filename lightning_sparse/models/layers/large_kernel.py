@@ -61,7 +61,8 @@ from torch import Tensor, nn
 
 from lightning_sparse._validation import check_bool, check_int
 from lightning_sparse.models.layers.conv_norm_act import ConvNormAct
-from lightning_sparse.nn.depthwise import IMPLS, DepthwiseConv2d
+from lightning_sparse.nn.depthwise import IMPLS
+from lightning_sparse.nn.depthwise_conv import DepthwiseConv2d
 
 __all__ = ["LargeKernelConv", "same_padding_2d"]
 
