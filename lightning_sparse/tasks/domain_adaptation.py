@@ -13,8 +13,8 @@ scripts'; ``loss_weights`` overrides any of them.
 
 Inference: ``open`` / ``universal`` call a target instance "unknown" (label ``num_classes``) when
 its weight is at most ``unknown_threshold`` (0.5, as the scripts); ``partial`` / ``universal``
-restrict the prediction to the shared classes, those whose mean source weight (accumulated over
-each training epoch, kept in checkpoints) is above ``unshared_threshold``.
+restrict the prediction to the shared classes, those whose mean source weight (over the current
+training epoch so far, all ranks, kept in checkpoints) is at least ``unshared_threshold``.
 
 Where the official code differs, on purpose:
 - its unshared-class test is ``mean_weight < 0``, which a sigmoid never meets (every class stays
@@ -189,6 +189,7 @@ class DomainAdaptation(SparseTask):
         self.register_buffer("class_weights", torch.ones(num_classes))  # mean source weight per class
         self.register_buffer("_weight_sums", torch.zeros(num_classes))
         self.register_buffer("_weight_counts", torch.zeros(num_classes))
+        self.register_buffer("_weight_epoch", torch.zeros((), dtype=torch.long))
         for stage in ("val", "test"):
             setattr(self, f"{stage}_scores", DomainAdaptationMetrics(num_classes))
 
@@ -288,10 +289,29 @@ class DomainAdaptation(SparseTask):
         terms["pseudo"], terms["weight_one"] = iw.confident_pseudo_label_loss(
             lt, wt, hp.confidence_threshold, None if open_set else self.shared_classes,
             min_weight=hp.pseudo_min_weight if open_set else None, weighted=open_set)
-        if source_weighted:  # the per-class mean source weight: which classes are shared
-            self._weight_sums.index_add_(0, ys, ws.detach().float())
-            self._weight_counts.index_add_(0, ys, torch.ones_like(ws, dtype=torch.float))
+        if source_weighted:
+            self._update_class_weights(ys, ws.detach())
         return terms
+
+    def _update_class_weights(self, ys: Tensor, ws: Tensor) -> None:
+        """The mean source weight per class over the current epoch so far (all ranks), updated every
+        step so a checkpoint taken at any point holds a consistent state; a class not yet seen this
+        epoch keeps its previous value."""
+        trainer = self._trainer
+        epoch = trainer.current_epoch if trainer is not None else 0
+        if int(self._weight_epoch) != epoch:
+            self._weight_sums.zero_()
+            self._weight_counts.zero_()
+            self._weight_epoch.fill_(epoch)
+        sums = torch.zeros_like(self._weight_sums).index_add_(0, ys, ws.float())
+        counts = torch.zeros_like(self._weight_counts).index_add_(0, ys, torch.ones_like(ws, dtype=torch.float))
+        if trainer is not None and trainer.world_size > 1:
+            sums = trainer.strategy.reduce(sums, reduce_op="sum")
+            counts = trainer.strategy.reduce(counts, reduce_op="sum")
+        self._weight_sums += sums
+        self._weight_counts += counts
+        seen = self._weight_counts > 0
+        self.class_weights[seen] = self._weight_sums[seen] / self._weight_counts[seen]
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -320,15 +340,8 @@ class DomainAdaptation(SparseTask):
         return min(1.0, scheduler.last_epoch / max(1, int(estimated_stepping_batches(self.trainer))))
 
     def on_train_epoch_end(self) -> None:
-        if not self.uses_weights or self.hparams.setting not in ("partial", "universal"):
-            return
-        sums = self.trainer.strategy.reduce(self._weight_sums.clone(), reduce_op="sum")
-        counts = self.trainer.strategy.reduce(self._weight_counts.clone(), reduce_op="sum")
-        seen = counts > 0
-        self.class_weights[seen] = sums[seen] / counts[seen]
-        self._weight_sums.zero_()
-        self._weight_counts.zero_()
-        self.log("train/shared_classes", self.shared_classes.sum().float())
+        if self.uses_weights and self.hparams.setting in ("partial", "universal"):
+            self.log("train/shared_classes", self.shared_classes.sum().float())
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: Any, stage: str) -> None:
