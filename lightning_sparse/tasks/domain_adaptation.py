@@ -12,7 +12,8 @@ WOT of the closed-set script. The coefficients per setting (:data:`LOSS_PRESETS`
 scripts'; ``loss_weights`` overrides any of them.
 
 Inference: ``open`` / ``universal`` call a target instance "unknown" (label ``num_classes``) when
-its weight is at most ``unknown_threshold`` (0.5, as the scripts); ``partial`` / ``universal``
+its weight is at most ``unknown_threshold`` (0.5, as the scripts; ``source_only`` and ``ot``,
+which have no weights, when their top softmax probability is: the usual confidence rejection); ``partial`` / ``universal``
 restrict the prediction to the shared classes, those whose mean source weight (over the current
 training epoch so far, all ranks, kept in checkpoints) is at least ``unshared_threshold``.
 
@@ -22,7 +23,11 @@ Where the official code differs, on purpose:
 - its open-set script has every term but the classification loss commented out; we use the terms
   the paper describes (the commented ones);
 - its classifier is left out of the optimizer in three scripts; ours is trained;
-- its learning-rate decay and ramp are per epoch; ours per step, ``p = step / total_steps``.
+- its learning-rate decay and ramp are per epoch; ours per batch, ``p = batch / total_batches``.
+
+Lightning counts every optimizer's steps in ``global_step`` / ``max_steps``: with the weight network
+(``liwuda`` outside ``closed``) ``max_steps=N`` trains ``N / 2`` batches
+(:attr:`DomainAdaptation.optimizers_per_batch`); ``max_epochs`` means the same for every method.
 
 Manual optimization: SGD (momentum 0.9, weight decay 5e-4) on the network, the backbone at
 ``backbone_lr_scale`` of ``lr``; Adam on the weight network; both decayed by
@@ -223,8 +228,9 @@ class DomainAdaptation(SparseTask):
 
     def _predict(self, features: Tensor, logits: Tensor) -> Tensor:
         preds = logits.masked_fill(~self.shared_classes, float("-inf")).argmax(dim=1)
-        if self.uses_weights and self.hparams.setting in ("open", "universal"):
-            preds = torch.where(self.weight_net(features) <= self.hparams.unknown_threshold,
+        if self.hparams.setting in ("open", "universal"):
+            score = self.weight_net(features) if self.uses_weights else F.softmax(logits, dim=1).amax(dim=1)
+            preds = torch.where(score <= self.hparams.unknown_threshold,
                                 torch.full_like(preds, self.hparams.num_classes), preds)
         return preds
 
@@ -334,10 +340,25 @@ class DomainAdaptation(SparseTask):
                 self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=batch_size)
         return losses["loss"]
 
+    @property
+    def optimizers_per_batch(self) -> int:
+        """Optimizers stepped per training batch (2 with the weight network): Lightning's
+        ``global_step`` and ``max_steps`` count each of their steps."""
+        return 1 + (self.weight_net is not None)
+
+    def total_batches(self) -> int:
+        """Training batches of the run: ``trainer.estimated_stepping_batches``, with ``max_steps``
+        (which counts every optimizer's steps) divided by :attr:`optimizers_per_batch`."""
+        trainer = self.trainer
+        total = int(estimated_stepping_batches(trainer))
+        if trainer.max_steps > 0 and total >= trainer.max_steps:
+            total = -(-trainer.max_steps // self.optimizers_per_batch)
+        return max(1, total)
+
     def _progress(self, scheduler: Any) -> float:
-        """Training progress ``p`` in ``[0, 1]``: optimizer steps taken (the schedule's count, kept in
-        checkpoints) over the run's length."""
-        return min(1.0, scheduler.last_epoch / max(1, int(estimated_stepping_batches(self.trainer))))
+        """Training progress ``p`` in ``[0, 1]``: batches trained (the schedule's count, kept in
+        checkpoints) over :meth:`total_batches`."""
+        return min(1.0, scheduler.last_epoch / self.total_batches())
 
     def on_train_epoch_end(self) -> None:
         if self.uses_weights and self.hparams.setting in ("partial", "universal"):
@@ -386,7 +407,7 @@ class DomainAdaptation(SparseTask):
         optimizers = [net_opt]
         if self.weight_net is not None:
             optimizers.append(torch.optim.Adam(self.weight_net.parameters(), lr=hp.weight_lr))
-        total = max(1, int(estimated_stepping_batches(self.trainer)))
+        total = self.total_batches()
 
         def factor(step: int) -> float:
             return iw.inverse_decay(min(1.0, step / total))

@@ -1,0 +1,393 @@
+"""Image domains read from files: image lists, Office-31, Office-Home, VisDA-2017, DomainNet.
+
+Every reader indexes its files at construction (so a wrong ``root`` or domain fails before
+training starts) and decodes images lazily, one per item
+(:class:`~lightning_sparse.data.image.datasets.FileImages`: ``uint8`` RGB, torchvision's decoder
+with a PIL fallback). Nothing is downloaded. Items are ``(x, global_label)``, ``x`` float32
+``(3, image_size, image_size)`` normalised with ImageNet's mean and std.
+
+Transforms (``transform``), with ``Resize`` to a ``resize_size`` square as the UDA code bases do
+(TLlib's ``ResizeImage``, also DANN / CDAN / PADA):
+
+* ``"imagenet"``: training ``Resize((resize_size, resize_size))`` + ``RandomCrop(image_size)`` +
+  horizontal flip; evaluation ``Resize((resize_size, resize_size))`` + ``CenterCrop(image_size)``;
+* ``"imagenet_rrc"``: training ``Resize`` as above + ``RandomResizedCrop(image_size)`` + flip
+  (TLlib's default); evaluation as ``"imagenet"``.
+
+Layouts (``root`` is the folder given):
+
+* image list (:class:`ImageListDomain`): lines ``relative/path/to/image.jpg <label>``, paths
+  relative to ``root``, blank lines skipped; the format of the UDA code bases' list files.
+* Office-31 (Saenko et al. 2010, "Adapting Visual Category Models to New Domains", ECCV):
+  ``root/<domain>/images/<class>/*.jpg`` (the original archive), or TLlib's
+  ``root/image_list/<domain>.txt`` when it exists; domains amazon, dslr, webcam; 31 classes
+  (:data:`OFFICE31_CLASSES`).
+* Office-Home (Venkateswara et al. 2017, "Deep Hashing Network for Unsupervised Domain
+  Adaptation", CVPR): ``root/<domain>/<class>/*.jpg``; domains Art, Clipart, Product,
+  Real_World (also ``RealWorld``; the folder may be ``Real_World``, ``RealWorld`` or
+  ``Real World``); 65 classes (:data:`OFFICEHOME_CLASSES`, the folder names in sorted order;
+  a class folder missing in a domain only warns).
+* VisDA-2017 classification (Peng et al. 2017, arXiv:1710.06924): ``root/<split>/<class>/*`` with
+  ``root/<split>/image_list.txt`` (lines ``<class>/<file> <label>``, relative to
+  ``root/<split>``; the class folders are scanned when the list is absent); splits ``train``
+  (synthetic renderings, the usual source) and ``validation`` (real photos, the usual target);
+  12 classes (:data:`VISDA2017_CLASSES`).
+* DomainNet (Peng et al. 2019, "Moment Matching for Multi-Source Domain Adaptation", ICCV):
+  ``root/<domain>/<class>/*.jpg`` with the split lists ``root/<domain>_train.txt`` and
+  ``root/<domain>_test.txt`` (lines ``<domain>/<class>/<file>.jpg <label>``); 345 classes, the
+  sorted class folders of ``root/<domain>`` (or, without them, the class names in the lists).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from lightning_sparse._validation import check_choice, check_int
+from lightning_sparse.data.domain.domains import Domain
+from lightning_sparse.data.image.datasets import FileImages
+from lightning_sparse.data.image.files import FileSource, scan_classes
+from lightning_sparse.data.image.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_transform
+
+__all__ = [
+    "DOMAINNET_DOMAINS", "OFFICE31_CLASSES", "OFFICE31_DOMAINS", "OFFICEHOME_CLASSES", "OFFICEHOME_DOMAINS",
+    "TRANSFORMS", "VISDA2017_CLASSES", "VISDA2017_SPLITS", "DomainNet", "ImageFileDomain", "ImageListDomain",
+    "Office31", "OfficeHome", "VisDA2017", "image_transform", "read_image_list",
+]
+
+TRANSFORMS: tuple[str, ...] = ("imagenet", "imagenet_rrc")
+"""The transform presets of the image readers (see the module docstring)."""
+
+OFFICE31_DOMAINS: tuple[str, ...] = ("amazon", "dslr", "webcam")
+OFFICE31_CLASSES: tuple[str, ...] = (
+    "back_pack", "bike", "bike_helmet", "bookcase", "bottle", "calculator", "desk_chair", "desk_lamp",
+    "desktop_computer", "file_cabinet", "headphones", "keyboard", "laptop_computer", "letter_tray",
+    "mobile_phone", "monitor", "mouse", "mug", "paper_notebook", "pen", "phone", "printer", "projector",
+    "punchers", "ring_binder", "ruler", "scissors", "speaker", "stapler", "tape_dispenser", "trash_can",
+)
+OFFICEHOME_DOMAINS: tuple[str, ...] = ("Art", "Clipart", "Product", "Real_World")
+OFFICEHOME_CLASSES: tuple[str, ...] = (
+    "Alarm_Clock", "Backpack", "Batteries", "Bed", "Bike", "Bottle", "Bucket", "Calculator", "Calendar", "Candles",
+    "Chair", "Clipboards", "Computer", "Couch", "Curtains", "Desk_Lamp", "Drill", "Eraser", "Exit_Sign", "Fan",
+    "File_Cabinet", "Flipflops", "Flowers", "Folder", "Fork", "Glasses", "Hammer", "Helmet", "Kettle", "Keyboard",
+    "Knives", "Lamp_Shade", "Laptop", "Marker", "Monitor", "Mop", "Mouse", "Mug", "Notebook", "Oven", "Pan",
+    "Paper_Clip", "Pen", "Pencil", "Postit_Notes", "Printer", "Push_Pin", "Radio", "Refrigerator", "Ruler",
+    "Scissors", "Screwdriver", "Shelf", "Sink", "Sneakers", "Soda", "Speaker", "Spoon", "TV", "Table", "Telephone",
+    "ToothBrush", "Toys", "Trash_Can", "Webcam",
+)
+VISDA2017_SPLITS: tuple[str, ...] = ("train", "validation")
+VISDA2017_CLASSES: tuple[str, ...] = ("aeroplane", "bicycle", "bus", "car", "horse", "knife", "motorcycle", "person",
+                                      "plant", "skateboard", "train", "truck")
+DOMAINNET_DOMAINS: tuple[str, ...] = ("clipart", "infograph", "painting", "quickdraw", "real", "sketch")
+_REAL_WORLD = ("Real_World", "RealWorld", "Real World")
+
+
+def image_transform(transform: str = "imagenet", image_size: int = 224, resize_size: int = 256,
+                    train: bool = False) -> v2.Compose:
+    """The training or evaluation pipeline of a preset in :data:`TRANSFORMS` (``uint8`` image -> float32).
+
+    Examples:
+        >>> image_transform("imagenet", 8, 10, train=True)(np.zeros((30, 20, 3), np.uint8)).shape
+        torch.Size([3, 8, 8])
+    """
+    check_choice("transform", transform, TRANSFORMS)
+    check_int("image_size", image_size, 1)
+    check_int("resize_size", resize_size, image_size)
+    steps = [v2.ToImage(), v2.Resize((resize_size, resize_size), antialias=True)]
+    if not train:
+        steps.append(v2.CenterCrop(image_size))
+    elif transform == "imagenet":
+        steps += [v2.RandomCrop(image_size), v2.RandomHorizontalFlip()]
+    else:
+        steps += [v2.RandomResizedCrop(image_size, antialias=True), v2.RandomHorizontalFlip()]
+    return v2.Compose([*steps, normalize_transform(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def read_image_list(path: str | os.PathLike, num_classes: int | None = None) -> tuple[list[str], np.ndarray]:
+    """``(files, labels)`` of an image list: lines ``<relative path> <label>`` (blank lines skipped).
+
+    The label is the last field, so paths may hold spaces.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: If a line is malformed, a label negative or ``>= num_classes``, or the list
+            empty (naming the file and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Image list {path} does not exist.")
+    files, labels = [], []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.rsplit(maxsplit=1)
+            label = parts[1] if len(parts) == 2 else ""
+            if not label.lstrip("-").isdigit():
+                raise ValueError(f"{path}, line {number}: expected `<relative/path/to/image> <integer label>`, "
+                                 f"got {line!r}.")
+            value = int(label)
+            if value < 0 or (num_classes is not None and value >= num_classes):
+                allowed = "a label >= 0" if num_classes is None else f"a label in 0..{num_classes - 1}"
+                raise ValueError(f"{path}, line {number}: expected {allowed}, got {value} in {line!r}.")
+            files.append(parts[0].replace(os.sep, "/"))
+            labels.append(value)
+    if not files:
+        raise ValueError(f"Image list {path} holds no images.")
+    return files, np.asarray(labels, dtype=np.int64)
+
+
+def _check_root(root: str | os.PathLike) -> Path:
+    if not isinstance(root, (str, os.PathLike)) or not str(root):
+        raise ValueError(f"`root` must be a folder path, got {root!r}.")
+    return Path(root).expanduser()
+
+
+def _first_exists(source: FileSource, files: list[str], what: str) -> None:
+    """A cheap check of the root: the first listed image must exist (the others are read lazily)."""
+    if not source.exists(files[0]):
+        raise FileNotFoundError(f"{what}: image {source.path / files[0]} does not exist (is `root` right?).")
+
+
+def _scan(folder: Path, classes: Sequence[str], what: str) -> tuple[list[str], np.ndarray]:
+    """Files and labels of ``folder/<class>/**/<image>``; class folders must be among ``classes``."""
+    tree = scan_classes(FileSource(folder))
+    unknown = sorted(set(tree) - set(classes))
+    if unknown:
+        raise ValueError(f"{what}: class folders in {folder} that are not classes of the data set: {unknown[:5]}.")
+    if not tree:
+        raise FileNotFoundError(f"{what}: no images in class folders `{folder}/<class>/<image>`.")
+    missing = [c for c in classes if c not in tree]
+    if missing:
+        warnings.warn(f"{what}: {len(missing)} of {len(classes)} classes have no images in {folder} "
+                      f"(e.g. {missing[:3]}).", stacklevel=3)
+    index = {c: k for k, c in enumerate(classes)}
+    files = [f for c in tree for f in tree[c]]
+    labels = np.asarray([index[c] for c in tree for _ in tree[c]], dtype=np.int64)
+    return files, labels
+
+
+class ImageFileDomain(Domain):
+    """Base of the readers: lazily decoded image files per split, one transform preset.
+
+    Subclasses fill ``self._entries[split] = (FileSource, files, labels)`` and ``self._classes``.
+
+    Args:
+        image_size: Side of the output images.
+        resize_size: Side of the square the image is resized to before cropping (``>= image_size``).
+        transform: A preset in :data:`TRANSFORMS`.
+    """
+
+    in_channels = 3
+
+    def __init__(self, image_size: int = 224, resize_size: int = 256, transform: str = "imagenet") -> None:
+        check_int("image_size", image_size, 1)
+        check_int("resize_size", resize_size, image_size)
+        check_choice("transform", transform, TRANSFORMS)
+        self.image_size, self.resize_size, self.transform = image_size, resize_size, transform
+        self._entries: dict[str, tuple[FileSource, list[str], np.ndarray]] = {}
+        self._classes: list[str] = []
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self._classes)
+
+    def _dataset(self, split: str, train: bool) -> Dataset:
+        source, files, labels = self._entries[split]
+        transform = image_transform(self.transform, self.image_size, self.resize_size, train)
+        return FileImages(source, files, labels, np.arange(len(files)), transform)
+
+
+class ImageListDomain(ImageFileDomain):
+    """Images named by an image list (``relative/path label`` lines, relative to ``root``); split ``"all"``.
+
+    Args:
+        root: The folder the listed paths are relative to.
+        list_file: The list; a relative path that is not a file from the working directory is
+            looked up in ``root``.
+        classes: Class names (index = label); None: ``"0"`` .. ``"N-1"``, N = the largest label + 1.
+        **kwargs: ``image_size``, ``resize_size``, ``transform``: see :class:`ImageFileDomain`.
+
+    Raises:
+        ValueError: If an argument is malformed, a list line is malformed (naming the file and
+            line) or a label is outside ``classes``.
+        FileNotFoundError: If the list or its first image does not exist.
+    """
+
+    def __init__(self, root: str, list_file: str, classes: Sequence[str] | None = None, image_size: int = 224,
+                 resize_size: int = 256, transform: str = "imagenet") -> None:
+        super().__init__(image_size, resize_size, transform)
+        base = _check_root(root)
+        if not isinstance(list_file, (str, os.PathLike)) or not str(list_file):
+            raise ValueError(f"`list_file` must be the path of an image list, got {list_file!r}.")
+        if classes is not None and (isinstance(classes, str) or not isinstance(classes, Sequence) or not classes
+                                    or not all(isinstance(c, str) for c in classes)
+                                    or len(set(classes)) != len(classes)):
+            raise ValueError(f"`classes` must be None or a list of distinct class names, got {classes!r}.")
+        self.root, self.list_file = str(root), str(list_file)
+        path = Path(list_file).expanduser()
+        if not path.is_absolute() and not path.is_file() and (base / path).is_file():
+            path = base / path
+        if not path.is_file():
+            raise FileNotFoundError(f"`list_file` {list_file!r} does not exist (looked in the working directory and "
+                                    f"in {base}).")
+        files, labels = read_image_list(path, None if classes is None else len(classes))
+        self._classes = list(classes) if classes is not None else [str(k) for k in range(int(labels.max()) + 1)]
+        source = FileSource(base)
+        _first_exists(source, files, str(path))
+        self._entries["all"] = (source, files, labels)
+
+
+class Office31(ImageFileDomain):
+    """One Office-31 domain (amazon, dslr, webcam): 31 office object classes; split ``"all"``.
+
+    Args:
+        root: The Office-31 folder (see the module docstring for the two layouts).
+        domain: ``"amazon"``, ``"dslr"`` or ``"webcam"``.
+        **kwargs: ``image_size``, ``resize_size``, ``transform``: see :class:`ImageFileDomain`.
+
+    Raises:
+        ValueError: If ``domain`` is unknown, a class folder is not an Office-31 class, or a list
+            line is malformed.
+        FileNotFoundError: If neither layout is found.
+    """
+
+    def __init__(self, root: str, domain: str, image_size: int = 224, resize_size: int = 256,
+                 transform: str = "imagenet") -> None:
+        super().__init__(image_size, resize_size, transform)
+        base = _check_root(root)
+        check_choice("domain", domain, OFFICE31_DOMAINS)
+        self.root, self.domain = str(root), domain
+        self._classes = list(OFFICE31_CLASSES)
+        listed = base / "image_list" / f"{domain}.txt"
+        if listed.is_file():
+            files, labels = read_image_list(listed, len(OFFICE31_CLASSES))
+            source = FileSource(base)
+            _first_exists(source, files, str(listed))
+        else:
+            folder = next((f for f in (base / domain / "images", base / domain) if f.is_dir()), None)
+            if folder is None:
+                raise FileNotFoundError(f"Office-31 {domain!r}: found neither {listed} nor the folder "
+                                        f"{base / domain / 'images'} (`<domain>/images/<class>/<image>`).")
+            files, labels = _scan(folder, OFFICE31_CLASSES, f"Office-31 {domain!r}")
+            source = FileSource(folder)
+        self._entries["all"] = (source, files, labels)
+
+
+class OfficeHome(ImageFileDomain):
+    """One Office-Home domain (Art, Clipart, Product, Real_World): 65 classes; split ``"all"``.
+
+    Args:
+        root: The folder holding the domain folders.
+        domain: ``"Art"``, ``"Clipart"``, ``"Product"``, ``"Real_World"`` (or ``"RealWorld"``).
+        **kwargs: ``image_size``, ``resize_size``, ``transform``: see :class:`ImageFileDomain`.
+
+    Raises:
+        ValueError: If ``domain`` is unknown or a class folder is not an Office-Home class.
+        FileNotFoundError: If the domain folder does not exist or holds no images.
+    """
+
+    def __init__(self, root: str, domain: str, image_size: int = 224, resize_size: int = 256,
+                 transform: str = "imagenet") -> None:
+        super().__init__(image_size, resize_size, transform)
+        base = _check_root(root)
+        check_choice("domain", domain, OFFICEHOME_DOMAINS + ("RealWorld",))
+        self.root, self.domain = str(root), domain
+        self._classes = list(OFFICEHOME_CLASSES)
+        names = _REAL_WORLD if domain in _REAL_WORLD else (domain,)
+        folder = next((base / n for n in names if (base / n).is_dir()), None)
+        if folder is None:
+            raise FileNotFoundError(f"Office-Home {domain!r}: no folder {' or '.join(str(base / n) for n in names)} "
+                                    "(`<domain>/<class>/<image>`).")
+        files, labels = _scan(folder, OFFICEHOME_CLASSES, f"Office-Home {domain!r}")
+        self._entries["all"] = (FileSource(folder), files, labels)
+
+
+class VisDA2017(ImageFileDomain):
+    """One VisDA-2017 classification split: ``"train"`` (synthetic) or ``"validation"`` (real); 12 classes.
+
+    The dataset split of :meth:`dataset` is ``"all"``: ``split`` here chooses the domain.
+
+    Args:
+        root: The folder holding ``train/`` and ``validation/``.
+        split: ``"train"`` or ``"validation"``.
+        **kwargs: ``image_size``, ``resize_size``, ``transform``: see :class:`ImageFileDomain`.
+
+    Raises:
+        ValueError: If ``split`` is unknown or a list line / class folder is malformed.
+        FileNotFoundError: If ``root/<split>`` holds neither ``image_list.txt`` nor class folders.
+    """
+
+    def __init__(self, root: str, split: str = "train", image_size: int = 224, resize_size: int = 256,
+                 transform: str = "imagenet") -> None:
+        super().__init__(image_size, resize_size, transform)
+        base = _check_root(root)
+        check_choice("split", split, VISDA2017_SPLITS)
+        self.root, self.split = str(root), split
+        self._classes = list(VISDA2017_CLASSES)
+        folder, listed = base / split, base / split / "image_list.txt"
+        if listed.is_file():
+            files, labels = read_image_list(listed, len(VISDA2017_CLASSES))
+            _first_exists(FileSource(folder), files, str(listed))
+        elif folder.is_dir():
+            files, labels = _scan(folder, VISDA2017_CLASSES, f"VisDA-2017 {split!r}")
+        else:
+            raise FileNotFoundError(f"VisDA-2017 {split!r}: {listed} does not exist (nor the folder {folder}).")
+        self._entries["all"] = (FileSource(folder), files, labels)
+
+
+class DomainNet(ImageFileDomain):
+    """One DomainNet domain with its official train / test lists; 345 classes; splits all, train, test.
+
+    Args:
+        root: The folder holding ``<domain>/`` and ``<domain>_train.txt`` / ``<domain>_test.txt``.
+        domain: One of :data:`DOMAINNET_DOMAINS`.
+        **kwargs: ``image_size``, ``resize_size``, ``transform``: see :class:`ImageFileDomain`.
+
+    Raises:
+        ValueError: If ``domain`` is unknown, a list line is malformed, or a listed class folder
+            disagrees with its label.
+        FileNotFoundError: If a split list (or its first image) does not exist.
+    """
+
+    splits = ("all", "train", "test")
+
+    def __init__(self, root: str, domain: str, image_size: int = 224, resize_size: int = 256,
+                 transform: str = "imagenet") -> None:
+        super().__init__(image_size, resize_size, transform)
+        base = _check_root(root)
+        check_choice("domain", domain, DOMAINNET_DOMAINS)
+        self.root, self.domain = str(root), domain
+        lists = {s: read_image_list(base / f"{domain}_{s}.txt") for s in ("train", "test")}
+        folder = base / domain
+        if folder.is_dir():
+            self._classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        else:
+            names: dict[int, str] = {}
+            for files, labels in lists.values():
+                for f, y in zip(files, labels.tolist()):
+                    names.setdefault(y, f.split("/")[-2] if f.count("/") >= 1 else str(y))
+            if sorted(names) != list(range(len(names))):
+                raise ValueError(f"DomainNet {domain!r}: without the folder {folder} the lists must use the labels "
+                                 f"0..N-1, got {len(names)} labels up to {max(names)}.")
+            self._classes = [names[k] for k in range(len(names))]
+        source = FileSource(base)
+        for split, (files, labels) in lists.items():
+            path = base / f"{domain}_{split}.txt"
+            for number, (f, y) in enumerate(zip(files, labels.tolist()), 1):
+                parts = f.split("/")
+                if y >= len(self._classes) or (len(parts) >= 2 and parts[-2] != self._classes[y]):
+                    known = self._classes[y] if y < len(self._classes) else "none (out of range)"
+                    raise ValueError(f"{path}, entry {number}: label {y} is class {known!r}, but the path {f!r} "
+                                     "is in another class folder.")
+            _first_exists(source, files, str(path))
+            self._entries[split] = (source, files, labels)
+        self._entries["all"] = (source, lists["train"][0] + lists["test"][0],
+                                np.concatenate([lists["train"][1], lists["test"][1]]))
