@@ -38,6 +38,7 @@ from .schedules import SCHEDULES, Schedule, schedule_value
 from .seq2seq import HybridLoss, add_sos_eos, hybrid_ctc_attention_loss, label_smoothing_loss
 from .targets import GRANULARITIES, SparseTarget, find_targets
 from .time_drop import TIME_DROP_MODES, TimeDrop, time_drop
+from .transport import class_conditional_transport_cost, cosine_cost, normalize_marginal, transport_plan
 from .topology import (
     drop_lowest,
     global_keep_counts,
@@ -60,6 +61,10 @@ from .updates import (
 )
 
 __all__ = [
+    "class_conditional_transport_cost",
+    "cosine_cost",
+    "normalize_marginal",
+    "transport_plan",
     "grasp_scores",
     "iterative_masks",
     "magnitude_scores",

@@ -24,6 +24,7 @@ from lightning_sparse.models._registry import create_model, list_models, registe
 from lightning_sparse.models.avsr import AVSR
 from lightning_sparse.models.conformer import ConformerCTC
 from lightning_sparse.models.cost import CostReport, cost_report, cost_table
+from lightning_sparse.models.domain_adaptation import DomainAdaptationNet, InstanceWeightNet, strip_classifier
 from lightning_sparse.models.dsn import DSN
 from lightning_sparse.models.e2enet import E2ENET_FUSION_INCLUDE, E2ENet
 from lightning_sparse.models.fast_resnet import FastResNet
@@ -37,6 +38,9 @@ from lightning_sparse.models.unet3d import UNet3D
 from lightning_sparse.models.vgg import VGG
 
 __all__ = [
+    "DomainAdaptationNet",
+    "InstanceWeightNet",
+    "strip_classifier",
     "AVSR",
     "ConformerCTC",
     "ConvNeXt",

@@ -4,18 +4,22 @@
 triples, the per-sample contract, optimizers and schedules). :class:`SpeechRecognizer` trains CTC
 speech recognition on the speech batch dicts; :class:`AVSpeechRecognizer` trains audio-visual
 speech recognition (hybrid CTC/attention) on the audio-visual batch dicts; :class:`Segmenter`
-trains 3D (or 2D) medical segmentation on MONAI (Dice + CE, deep supervision, sliding windows).
+trains 3D (or 2D) medical segmentation on MONAI (Dice + CE, deep supervision, sliding windows);
+:class:`DomainAdaptation` trains unsupervised domain adaptation (source-only, uniform OT, LIWUDA)
+in the closed-set, partial, open-set and universal settings.
 """
 
 from lightning_sparse.tasks.asr import SpeechRecognizer
 from lightning_sparse.tasks.avsr import AVSpeechRecognizer
 from lightning_sparse.tasks.base import SparseTask
 from lightning_sparse.tasks.classification import ImageClassifier
+from lightning_sparse.tasks.domain_adaptation import DomainAdaptation
 from lightning_sparse.tasks.segmentation import Segmenter
 from lightning_sparse.tasks.timeseries import TimeSeriesClassifier
 
 __all__ = [
     "AVSpeechRecognizer",
+    "DomainAdaptation",
     "ImageClassifier",
     "Segmenter",
     "SparseTask",

@@ -41,6 +41,7 @@ Batches: training ``{"source", "source_label", "target"}`` (no target labels), e
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -104,7 +105,8 @@ class DomainAdaptation(SparseTask):
         setting: ``"closed"``, ``"partial"``, ``"open"`` or ``"universal"``.
         method: ``"source_only"``, ``"ot"`` (uniform-weight OT between the batches) or ``"liwuda"``.
         backbone_checkpoint: Local path of backbone weights (a state dict, or a checkpoint with
-            ``"state_dict"``), e.g. torchvision's ImageNet ResNet-50 for ``resnet50_imagenet``.
+            ``"state_dict"``), e.g. torchvision's ImageNet ResNet-50 for ``resnet50_imagenet``;
+            loaded when ``fit`` starts (nothing is downloaded).
         bottleneck_dim: Bottleneck size (256); ``0`` for none.
         temperature: Logit temperature (0.05).
         cosine_classifier: Normalise the classifier's rows (see the models module).
@@ -185,10 +187,9 @@ class DomainAdaptation(SparseTask):
         self.save_hyperparameters()
         self.automatic_optimization = False
         model = create_model(backbone, **merge_backbone_kwargs(backbone_kwargs, num_classes=num_classes))
-        if backbone_checkpoint is not None:
-            _load_backbone(model, backbone_checkpoint)
         feature_dim = strip_classifier(model)
         self.net = DomainAdaptationNet(model, feature_dim, num_classes, bottleneck_dim, temperature, cosine_classifier)
+        self._backbone_loaded = False
         self.uses_weights = method == "liwuda" and setting != "closed"
         self.weight_net = InstanceWeightNet(self.net.feature_dim) if self.uses_weights else None
         self.register_buffer("class_weights", torch.ones(num_classes))  # mean source weight per class
@@ -197,6 +198,14 @@ class DomainAdaptation(SparseTask):
         self.register_buffer("_weight_epoch", torch.zeros((), dtype=torch.long))
         for stage in ("val", "test"):
             setattr(self, f"{stage}_scores", DomainAdaptationMetrics(num_classes))
+
+    def setup(self, stage: str) -> None:
+        """Load ``backbone_checkpoint`` once, at the start of ``fit`` (before a resumed checkpoint's
+        weights are restored, so those win); a missing file stops the run before training."""
+        path = self.hparams.backbone_checkpoint
+        if stage == "fit" and path is not None and not self._backbone_loaded:
+            _load_backbone(self.net.backbone, path)
+            self._backbone_loaded = True
 
     @staticmethod
     def _coefficients(setting: str, method: str, overrides: dict[str, float] | None) -> dict[str, float]:
@@ -418,7 +427,9 @@ class DomainAdaptation(SparseTask):
 
 def _load_backbone(model: torch.nn.Module, path: str) -> None:
     """Load local backbone weights (``strict=False``: the classifier may differ) and report the keys."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not Path(path).expanduser().is_file():
+        raise FileNotFoundError(f"`backbone_checkpoint` must be a local weights file, got {path!r} (no such file).")
+    state = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -16,10 +16,14 @@ from torch import nn
 
 from lightning_sparse.data import DomainAdaptationDataModule
 from lightning_sparse.data.domain import (
+    OFFICE31_CLASSES,
     FSDDSpeakerDomain,
     ImageListDomain,
     MNISTDomain,
+    Office31,
+    OfficeHome,
     UCIDigitsDomain,
+    VisDA2017,
     build_domain,
 )
 
@@ -215,6 +219,47 @@ def test_bad_arguments_name_the_argument(tmp_path):
     with pytest.raises(ValueError, match=r"`source` and `target` must have the same `classes` list, but the source "
                                          r"has 10 classes and the target 3"):
         DomainAdaptationDataModule(uci, ImageListDomain(str(tmp_path), "list.txt"))
+
+
+@pytest.mark.parametrize("setting", ["partial", "open"])
+def test_paper_scale_domains_construct_without_their_data(setting):
+    dm = DomainAdaptationDataModule(Office31("/nonexistent", "amazon"), Office31("/nonexistent", "webcam"),
+                                    benchmark="office31", setting=setting)
+    assert dm.num_classes == (31 if setting == "partial" else 10) and dm.in_channels == 3
+    assert dm.class_names == list(OFFICE31_CLASSES[:dm.num_classes]) and dm.source._cache is None
+    rebuilt = DomainAdaptationDataModule(**dict(dm.hparams))  # the checkpoint's hyper-parameters, still no data
+    assert rebuilt.split == dm.split and repr(rebuilt.source) == repr(dm.source)
+    with pytest.raises(FileNotFoundError, match=r"Office-31 'amazon': found neither /nonexistent/image_list/amazon"):
+        dm.setup("fit")
+    assert dm.train_dataset is None
+    copy = pickle.loads(pickle.dumps(dm))
+    assert copy.num_classes == dm.num_classes
+    for source, target, benchmark, k in (
+            (OfficeHome("/nonexistent", "Art"), OfficeHome("/nonexistent", "Real_World"), "officehome", 65),
+            (VisDA2017("/nonexistent", "train"), VisDA2017("/nonexistent", "validation"), "visda", 12)):
+        other = DomainAdaptationDataModule(source, target, benchmark=benchmark, setting=setting)
+        assert other.source.num_classes == k and other.num_classes == len(other.split.source_classes)
+        with pytest.raises(FileNotFoundError, match="/nonexistent"):
+            other.setup("fit")
+
+
+def test_image_domains_read_their_files_at_setup(tmp_path):
+    for domain in ("amazon", "webcam"):
+        for k, c in enumerate(("back_pack", "bike", "mug")):
+            folder = tmp_path / domain / "images" / c
+            folder.mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (10, 12), (40 * k, 20 * i, 90)).save(folder / f"{i}.jpg")
+    source, target = Office31(str(tmp_path), "amazon", 8, 10), Office31(str(tmp_path), "webcam", 8, 10)
+    dm = DomainAdaptationDataModule(source, target, source_classes=["back_pack", "bike", "mug"],
+                                    target_classes=["bike", "mug"], batch_size=2)
+    assert dm.setting == "partial" and source._cache is None and target._cache is None
+    with pytest.warns(UserWarning, match="28 of 31 classes have no images"):
+        dm.setup("fit")
+    assert source._cache is not None and target._cache is not None
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["source"].shape == batch["target"].shape == (2, 3, 8, 8)
+    assert sorted(dm.val_dataset.labels.tolist()) == [1, 1, 2, 2]
 
 
 def test_mnist_to_uci_digits():

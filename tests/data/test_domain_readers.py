@@ -68,11 +68,12 @@ def test_office31_archive_layout(tmp_path):
     assert len(ds) == 6 and sorted(ds.labels.tolist()) == [0, 0, 1, 1, 30, 30]
     with pytest.raises(ValueError, match=r"`domain` must be one of \('amazon', 'dslr', 'webcam'\), got 'Amazon'"):
         Office31(str(tmp_path), "Amazon")
+    dslr = Office31(str(tmp_path), "dslr")  # construction reads no file
     with pytest.raises(FileNotFoundError, match="dslr"):
-        Office31(str(tmp_path), "dslr")
+        dslr.dataset()
     _tree(tmp_path / "webcam" / "images", ["bike", "chair"])
     with pytest.raises(ValueError, match="chair"):
-        Office31(str(tmp_path), "webcam")
+        Office31(str(tmp_path), "webcam").dataset()
     with pytest.raises(ValueError, match="`split` must be one of"):
         domain.dataset("train")
 
@@ -87,21 +88,23 @@ def test_office31_image_list_layout(tmp_path):
     assert ds.labels.tolist() == [1, 17] and ds.files == ["dslr/images/bike/0.jpg", "dslr/images/mug/1.png"]
     (lists / "dslr.txt").write_text("dslr/images/bike/0.jpg 1\n\ndslr/images/mug/1.png\n")
     with pytest.raises(ValueError, match=r"dslr\.txt, line 3: expected `<relative/path/to/image> <integer label>`"):
-        Office31(str(tmp_path), "dslr")
+        Office31(str(tmp_path), "dslr").dataset()
     (lists / "dslr.txt").write_text("dslr/images/bike/0.jpg 31\n")
     with pytest.raises(ValueError, match=r"line 1: expected a label in 0\.\.30, got 31"):
-        Office31(str(tmp_path), "dslr")
+        Office31(str(tmp_path), "dslr").entries()
     (lists / "dslr.txt").write_text("dslr/images/bike/missing.jpg 1\n")
     with pytest.raises(FileNotFoundError, match="missing.jpg"):
-        Office31(str(tmp_path), "dslr")
+        Office31(str(tmp_path), "dslr").dataset()
 
 
 def test_office_home_domains_and_real_world_names(tmp_path):
     assert len(OFFICEHOME_CLASSES) == 65 and list(OFFICEHOME_CLASSES) == sorted(OFFICEHOME_CLASSES)
     _tree(tmp_path / "Real World", ["Alarm_Clock", "Webcam"])
-    with pytest.warns(UserWarning, match="63 of 65 classes have no images"):
-        domain = OfficeHome(str(tmp_path), "RealWorld", **SMALL)
+    domain = OfficeHome(str(tmp_path), "RealWorld", **SMALL)
     assert domain.classes == list(OFFICEHOME_CLASSES)
+    with pytest.warns(UserWarning, match="63 of 65 classes have no images"):  # at the scan, once
+        ds = domain.dataset()
+    assert sorted(ds.labels.tolist()) == [0, 0, 64, 64]
     assert sorted(_check_items(domain).labels.tolist()) == [0, 0, 64, 64]
     with pytest.warns(UserWarning):
         assert len(OfficeHome(str(tmp_path), "Real_World").dataset()) == 4
@@ -109,10 +112,10 @@ def test_office_home_domains_and_real_world_names(tmp_path):
                                          r"'RealWorld'\), got 'art'"):
         OfficeHome(str(tmp_path), "art")
     with pytest.raises(FileNotFoundError, match="Clipart"):
-        OfficeHome(str(tmp_path), "Clipart")
+        OfficeHome(str(tmp_path), "Clipart").dataset()
     _tree(tmp_path / "Art", ["Alarm_Clock", "Spaceship"])
     with pytest.raises(ValueError, match="Spaceship"):
-        OfficeHome(str(tmp_path), "Art")
+        OfficeHome(str(tmp_path), "Art").dataset()
 
 
 @pytest.mark.filterwarnings("ignore:.*classes have no images")
@@ -127,10 +130,10 @@ def test_visda2017_image_list_and_folders(tmp_path):
     with pytest.raises(ValueError, match=r"`split` must be one of \('train', 'validation'\), got 'test'"):
         VisDA2017(str(tmp_path), "test")
     with pytest.raises(FileNotFoundError, match="image_list.txt"):
-        VisDA2017(str(tmp_path / "nowhere"), "train")
+        VisDA2017(str(tmp_path / "nowhere"), "train").dataset()
     (tmp_path / "train" / "image_list.txt").write_text("aeroplane/0.jpg zero\n")
     with pytest.raises(ValueError, match=r"image_list\.txt, line 1"):
-        VisDA2017(str(tmp_path), "train")
+        VisDA2017(str(tmp_path), "train").dataset()
 
 
 def test_domainnet_split_lists(tmp_path):
@@ -140,37 +143,103 @@ def test_domainnet_split_lists(tmp_path):
         "clipart/aircraft_carrier/a.jpg 0\nclipart/bear/a.jpg 1\nclipart/zigzag/a.jpg 2\nclipart/zigzag/b.jpg 2\n")
     (tmp_path / "clipart_test.txt").write_text("clipart/bear/c.jpg 1\n")
     domain = DomainNet(str(tmp_path), "clipart", **SMALL)
+    assert domain._cache is None
     assert domain.classes == classes and domain.splits == ("all", "train", "test")
+    assert domain._cache is not None  # the class list comes from the data: `classes` reads it
     assert _check_items(domain, "train").labels.tolist() == [0, 1, 2, 2]
     assert _check_items(domain, "test").labels.tolist() == [1]
     assert len(domain.dataset("all")) == 5
     with pytest.raises(ValueError, match=r"`domain` must be one of .*got 'Clipart'"):
         DomainNet(str(tmp_path), "Clipart")
+    real = DomainNet(str(tmp_path), "real")
+    assert repr(real) == f"DomainNet(root={str(tmp_path)!r}, domain='real', image_size=224, resize_size=256, " \
+                         "transform='imagenet')"
     with pytest.raises(FileNotFoundError, match="real_train.txt"):
-        DomainNet(str(tmp_path), "real")
+        real.classes
+    with pytest.raises(FileNotFoundError, match="real_train.txt"):
+        real.dataset("train")
     (tmp_path / "clipart_test.txt").write_text("clipart/bear/c.jpg 2\n")
     with pytest.raises(ValueError, match="label 2 is class 'zigzag'"):
-        DomainNet(str(tmp_path), "clipart")
+        DomainNet(str(tmp_path), "clipart").dataset()
 
 
 def test_image_list_domain(tmp_path):
     _tree(tmp_path / "imgs", ["a", "b"])
     (tmp_path / "list.txt").write_text("imgs/a/0.jpg 0\n\n  \nimgs/b/1.png 2\n")
     domain = ImageListDomain(str(tmp_path), "list.txt", **SMALL)  # found in root
-    assert domain.classes == ["0", "1", "2"]
+    assert domain.config()["init_args"]["classes"] is None and domain._cache is None  # config reads no file
+    assert domain.classes == ["0", "1", "2"]  # the class count comes from the list: `classes` reads it
+    assert domain._cache is not None
     assert _check_items(domain).labels.tolist() == [0, 2]
+    assert build_domain("source", domain.config()).classes == domain.classes
     named = ImageListDomain(str(tmp_path), str(tmp_path / "list.txt"), classes=["x", "y", "z", "w"])
-    assert named.classes == ["x", "y", "z", "w"]
+    assert named.classes == ["x", "y", "z", "w"] and named._cache is None
     assert build_domain("source", named.config()).classes == named.classes
     with pytest.raises(ValueError, match=r"line 1: expected a label in 0\.\.1, got 2|line 4: expected a label"):
-        ImageListDomain(str(tmp_path), "list.txt", classes=["x", "y"])
+        ImageListDomain(str(tmp_path), "list.txt", classes=["x", "y"]).dataset()
     (tmp_path / "bad.txt").write_text("imgs/a/0.jpg 0\nimgs/b/1.png 1.5\n")
     with pytest.raises(ValueError, match=r"bad\.txt, line 2"):
-        ImageListDomain(str(tmp_path), "bad.txt")
+        ImageListDomain(str(tmp_path), "bad.txt").dataset()
+    missing = ImageListDomain(str(tmp_path), "nothing.txt")
     with pytest.raises(FileNotFoundError, match="nothing.txt"):
-        ImageListDomain(str(tmp_path), "nothing.txt")
+        missing.dataset()
+    with pytest.raises(FileNotFoundError, match="nothing.txt"):
+        missing.classes
     with pytest.raises(ValueError, match="`classes` must be None or a list of distinct"):
         ImageListDomain(str(tmp_path), "list.txt", classes=["x", "x", "y"])
+    with pytest.raises(ValueError, match="`list_file` must be the path"):
+        ImageListDomain(str(tmp_path), "")
+
+
+@pytest.mark.parametrize("make, num_classes", [
+    (lambda root: Office31(root, "amazon"), 31), (lambda root: OfficeHome(root, "Product"), 65),
+    (lambda root: VisDA2017(root, "validation"), 12), (lambda root: DomainNet(root, "sketch"), None),
+    (lambda root: ImageListDomain(root, "list.txt", classes=["a", "b"]), 2),
+    (lambda root: ImageListDomain(root, "list.txt"), None),
+], ids=["office31", "officehome", "visda", "domainnet", "list-named", "list"])
+def test_construction_reads_no_file_and_the_first_dataset_call_names_the_path(tmp_path, make, num_classes,
+                                                                              monkeypatch):
+    root = str(tmp_path / "no" / "such" / "root")
+    touched = []
+    for name in ("is_file", "is_dir", "exists", "iterdir", "stat"):
+        original = getattr(Path, name)
+        monkeypatch.setattr(Path, name, lambda self, *a, _o=original, _n=name, **k: touched.append(_n)
+                            or _o(self, *a, **k))
+    domain = make(root)
+    config = domain.config()
+    assert repr(domain).startswith(type(domain).__name__) and config["init_args"]["root"] == root
+    if num_classes is not None:  # a constant class list (or `classes` given): no file needed
+        assert domain.num_classes == num_classes and domain.classes[0] in ("back_pack", "Alarm_Clock", "aeroplane", "a")
+    assert touched == [] and domain._cache is None
+    with pytest.raises(FileNotFoundError, match="root"):
+        domain.dataset()
+    assert touched  # the instrumentation sees the index being read
+    monkeypatch.undo()
+    assert domain._cache is None  # a failed index is not cached: it raises again
+    with pytest.raises(FileNotFoundError, match="root"):
+        domain.dataset()
+    assert build_domain("source", pickle.loads(pickle.dumps(domain)).config()).config() == config
+
+
+@pytest.mark.filterwarnings("ignore:.*classes have no images")
+def test_the_index_is_read_once_cached_and_not_pickled(tmp_path, monkeypatch):
+    from lightning_sparse.data.domain import readers
+
+    _tree(tmp_path / "amazon" / "images", ["back_pack", "bike"])
+    calls = []
+    scan = readers._scan
+    monkeypatch.setattr(readers, "_scan", lambda *a, **k: calls.append(a[0]) or scan(*a, **k))
+    domain = Office31(str(tmp_path), "amazon", **SMALL)
+    assert calls == [] and domain.num_classes == 31 and calls == []
+    first = domain.dataset(train=True)
+    domain.dataset(train=False), domain.entries(), domain.classes
+    assert calls == [tmp_path / "amazon" / "images"] and domain._cache is not None
+    assert len(first) == 4 and domain.entries()["all"][1] == first.files
+    copied = pickle.loads(pickle.dumps(domain))
+    assert copied._cache is None and copy.deepcopy(domain)._cache is None and domain._cache is not None
+    assert copied.dataset().files == first.files and len(calls) == 2  # a copy indexes again, once
+    copied.dataset()
+    assert len(calls) == 2
 
 
 def test_image_transforms():

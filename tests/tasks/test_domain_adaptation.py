@@ -174,11 +174,17 @@ def test_backbone_checkpoint_is_loaded(tmp_path):
     path = tmp_path / "backbone.pt"
     state = {f"features.0.{k}": v for k, v in source.net.backbone.features[0].state_dict().items()}
     torch.save({"state_dict": state}, path)
-    task = _task("closed", backbone_checkpoint=str(path))  # the classifier size differs: skipped
+    task = _task("closed", backbone_checkpoint=str(path))  # loaded when fit starts
+    assert not torch.equal(task.net.backbone.features[0].weight, source.net.backbone.features[0].weight)
+    task.setup("fit")
     assert torch.equal(task.net.backbone.features[0].weight, source.net.backbone.features[0].weight)
     torch.save({"other.weight": torch.zeros(2)}, tmp_path / "none.pt")
     with pytest.raises(ValueError, match="shares no parameter"):
-        _task("closed", backbone_checkpoint=str(tmp_path / "none.pt"))
+        _task("closed", backbone_checkpoint=str(tmp_path / "none.pt")).setup("fit")
+    missing = _task("closed", backbone_checkpoint=str(tmp_path / "missing.pt"))  # constructs (recipes do)
+    missing.setup("validate")  # only fit loads it
+    with pytest.raises(FileNotFoundError, match="`backbone_checkpoint`"):
+        missing.setup("fit")
 
 
 def test_entropic_solver_and_partial_mass():

@@ -118,13 +118,19 @@ class DomainAdaptationDataModule(DataModule):
         in_channels: Channels of the images.
 
     All of these are known at construction, before ``setup`` (a recipe can link them to the
-    task). After ``setup``: ``train_dataset`` (:class:`PairedDomains`), ``val_dataset``, ``test_dataset``,
+    task); construction reads no file for domains whose class list is a constant (Office-31,
+    Office-Home, VisDA-2017, the digit domains, an image list with ``classes``), so a recipe builds
+    without the data; DomainNet and an image list without ``classes`` read their lists for the
+    class list. After ``setup``: ``train_dataset`` (:class:`PairedDomains`), ``val_dataset``, ``test_dataset``,
     ``source_train`` (source, training transform, labels ``0..K-1``), ``target_train`` (target,
     training transform, global labels kept for inspection only), ``source_eval`` (source,
     evaluation transform, labels ``0..K-1``).
 
     Raises:
         ValueError: Naming the argument, if anything is malformed or inconsistent.
+        FileNotFoundError: At ``setup`` (the domains index their files there), if a domain's files
+            are missing (naming the path); at construction only for a domain whose class list comes
+            from its files (DomainNet, an image list without ``classes``).
 
     Examples:
         >>> from lightning_sparse.data.domain import UCIDigitsDomain
@@ -222,7 +228,12 @@ class DomainAdaptationDataModule(DataModule):
         return Relabelled(dataset, keep, np.asarray([code(int(y)) for y in labels[keep]], dtype=np.int64))
 
     def setup(self, stage: str | None = None) -> None:
-        """Build the source and target datasets of every stage (once)."""
+        """Build the source and target datasets of every stage (once).
+
+        Raises:
+            FileNotFoundError, ValueError: From the domains' first ``dataset`` calls (a file-backed
+                domain indexes its files there), or if a split holds no sample of the chosen classes.
+        """
         if self.train_dataset is not None:
             return
         split = self.split

@@ -57,12 +57,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_MISSING = object()
+
+
 class Domain:
     """One domain: a global class list and datasets of ``(x, global_label)`` per split.
 
     Subclasses set :attr:`splits` and :attr:`in_channels`, provide :attr:`classes` and
     :meth:`_dataset`, and keep every constructor argument as an attribute of the same name (what
-    :meth:`config` reads).
+    :meth:`config` reads, through :meth:`_argument`).
 
     Attributes:
         splits: The split names ``dataset`` accepts (``"all"`` at least).
@@ -105,8 +108,21 @@ class Domain:
         """``{"class_path", "init_args"}`` that rebuilds this domain (see :func:`build_domain`)."""
         cls = type(self)
         names = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-        args = {n: _plain(getattr(self, n)) for n in names if hasattr(self, n)}
+        args = {}
+        for n in names:
+            value = self._argument(n)
+            if value is not _MISSING:
+                args[n] = _plain(value)
         return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": args}
+
+    def _argument(self, name: str) -> Any:
+        """The constructor argument ``name`` as :meth:`config` reports it (default: the attribute of that name).
+
+        A subclass whose attribute of that name is derived from its files (a lazily read property)
+        overrides this to give the argument as passed, so that :meth:`config` and ``repr`` never
+        touch the file system.
+        """
+        return getattr(self, name, _MISSING)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config()["init_args"].items())

@@ -1,7 +1,12 @@
 """Image domains read from files: image lists, Office-31, Office-Home, VisDA-2017, DomainNet.
 
-Every reader indexes its files at construction (so a wrong ``root`` or domain fails before
-training starts) and decodes images lazily, one per item
+Construction checks the argument values only and touches no file, so that a recipe (and a
+:class:`~lightning_sparse.data.domain.datamodule.DomainAdaptationDataModule`) builds on a machine
+without the data. Every reader indexes its files once, at the first call that needs them
+(:meth:`~ImageFileDomain.dataset`, :meth:`~ImageFileDomain.entries`, and :attr:`~ImageFileDomain.classes`
+where the class list comes from the files: DomainNet, :class:`ImageListDomain` without
+``classes``), and caches the index; a wrong ``root`` or domain raises there (at the data module's
+``setup``, before training starts). Images are decoded lazily, one per item
 (:class:`~lightning_sparse.data.image.datasets.FileImages`: ``uint8`` RGB, torchvision's decoder
 with a PIL fallback). Nothing is downloaded. Items are ``(x, global_label)``, ``x`` float32
 ``(3, image_size, image_size)`` normalised with ImageNet's mean and std.
@@ -44,6 +49,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -167,46 +173,89 @@ def _scan(folder: Path, classes: Sequence[str], what: str) -> tuple[list[str], n
     missing = [c for c in classes if c not in tree]
     if missing:
         warnings.warn(f"{what}: {len(missing)} of {len(classes)} classes have no images in {folder} "
-                      f"(e.g. {missing[:3]}).", stacklevel=3)
+                      f"(e.g. {missing[:3]}).", stacklevel=2)
     index = {c: k for k, c in enumerate(classes)}
     files = [f for c in tree for f in tree[c]]
     labels = np.asarray([index[c] for c in tree for _ in tree[c]], dtype=np.int64)
     return files, labels
 
 
-class ImageFileDomain(Domain):
-    """Base of the readers: lazily decoded image files per split, one transform preset.
+Entries = dict[str, tuple[FileSource, list[str], np.ndarray]]
+"""``{split: (FileSource, files, labels)}``: what a reader's index holds."""
 
-    Subclasses fill ``self._entries[split] = (FileSource, files, labels)`` and ``self._classes``.
+
+class ImageFileDomain(Domain):
+    """Base of the readers: image files indexed lazily (once), decoded lazily, one transform preset.
+
+    Construction checks the argument values only. The files are indexed by :meth:`_read` at the
+    first call that needs them (:meth:`dataset`, :meth:`entries`, and :attr:`classes` when the
+    class list is not a constant), once: the index is cached in ``_cache`` (not pickled or deep
+    copied, like :class:`~lightning_sparse.data.domain.domains.DigitImages`' pixels; a copy
+    indexes again when it needs the files). A failed index is not cached: the next call raises
+    again.
+
+    Subclasses implement :meth:`_read` and pass ``classes`` when their class list is a constant.
 
     Args:
         image_size: Side of the output images.
         resize_size: Side of the square the image is resized to before cropping (``>= image_size``).
         transform: A preset in :data:`TRANSFORMS`.
+        classes: The class list when it is known without the files; None: it comes from
+            :meth:`_read`.
+
+    Raises:
+        ValueError: If an argument is out of range.
     """
 
     in_channels = 3
 
-    def __init__(self, image_size: int = 224, resize_size: int = 256, transform: str = "imagenet") -> None:
+    def __init__(self, image_size: int = 224, resize_size: int = 256, transform: str = "imagenet",
+                 classes: Sequence[str] | None = None) -> None:
         check_int("image_size", image_size, 1)
         check_int("resize_size", resize_size, image_size)
         check_choice("transform", transform, TRANSFORMS)
         self.image_size, self.resize_size, self.transform = image_size, resize_size, transform
-        self._entries: dict[str, tuple[FileSource, list[str], np.ndarray]] = {}
-        self._classes: list[str] = []
+        self._fixed_classes: list[str] | None = None if classes is None else list(classes)
+        self._cache: tuple[list[str], Entries] | None = None
 
     @property
     def classes(self) -> list[str]:
-        return list(self._classes)
+        """Global class names; a constant, or (DomainNet, image lists without ``classes``) read from the files."""
+        if self._fixed_classes is not None:
+            return list(self._fixed_classes)
+        return list(self._index()[0])
+
+    def entries(self) -> Entries:
+        """``{split: (FileSource, files, labels)}``, indexed at the first call and cached.
+
+        Raises:
+            FileNotFoundError, ValueError: As the reader's class documents.
+        """
+        return dict(self._index()[1])
+
+    def _index(self) -> tuple[list[str], Entries]:
+        if self._cache is None:
+            self._cache = self._read()
+        return self._cache
+
+    def _read(self) -> tuple[list[str], Entries]:
+        """``(classes, entries)`` from the file system (called once, by :meth:`_index`)."""
+        raise NotImplementedError
 
     def _dataset(self, split: str, train: bool) -> Dataset:
-        source, files, labels = self._entries[split]
+        source, files, labels = self._index()[1][split]
         transform = image_transform(self.transform, self.image_size, self.resize_size, train)
         return FileImages(source, files, labels, np.arange(len(files)), transform)
+
+    def __getstate__(self) -> dict[str, Any]:  # pickles and deep copies carry the arguments, not the file index
+        return {**self.__dict__, "_cache": None}
 
 
 class ImageListDomain(ImageFileDomain):
     """Images named by an image list (``relative/path label`` lines, relative to ``root``); split ``"all"``.
+
+    The list is read at the first call that needs it (:meth:`dataset`, :meth:`entries`, and
+    :attr:`classes` when ``classes`` is None: the class count comes from the labels).
 
     Args:
         root: The folder the listed paths are relative to.
@@ -216,15 +265,15 @@ class ImageListDomain(ImageFileDomain):
         **kwargs: ``image_size``, ``resize_size``, ``transform``: see :class:`ImageFileDomain`.
 
     Raises:
-        ValueError: If an argument is malformed, a list line is malformed (naming the file and
-            line) or a label is outside ``classes``.
-        FileNotFoundError: If the list or its first image does not exist.
+        ValueError: At construction, if an argument is malformed; when the list is read, if a list
+            line is malformed (naming the file and line) or a label is outside ``classes``.
+        FileNotFoundError: When the list is read, if the list or its first image does not exist.
     """
 
     def __init__(self, root: str, list_file: str, classes: Sequence[str] | None = None, image_size: int = 224,
                  resize_size: int = 256, transform: str = "imagenet") -> None:
         super().__init__(image_size, resize_size, transform)
-        base = _check_root(root)
+        _check_root(root)
         if not isinstance(list_file, (str, os.PathLike)) or not str(list_file):
             raise ValueError(f"`list_file` must be the path of an image list, got {list_file!r}.")
         if classes is not None and (isinstance(classes, str) or not isinstance(classes, Sequence) or not classes
@@ -232,21 +281,33 @@ class ImageListDomain(ImageFileDomain):
                                     or len(set(classes)) != len(classes)):
             raise ValueError(f"`classes` must be None or a list of distinct class names, got {classes!r}.")
         self.root, self.list_file = str(root), str(list_file)
-        path = Path(list_file).expanduser()
+        self._fixed_classes = None if classes is None else list(classes)
+
+    def _argument(self, name: str) -> Any:
+        if name == "classes":  # the argument as given: config() and repr never read the list
+            return self._fixed_classes
+        return super()._argument(name)
+
+    def _read(self) -> tuple[list[str], Entries]:
+        base, classes = _check_root(self.root), self._fixed_classes
+        path = Path(self.list_file).expanduser()
         if not path.is_absolute() and not path.is_file() and (base / path).is_file():
             path = base / path
         if not path.is_file():
-            raise FileNotFoundError(f"`list_file` {list_file!r} does not exist (looked in the working directory and "
-                                    f"in {base}).")
+            raise FileNotFoundError(f"`list_file` {self.list_file!r} does not exist (looked in the working directory "
+                                    f"and in {base}).")
         files, labels = read_image_list(path, None if classes is None else len(classes))
-        self._classes = list(classes) if classes is not None else [str(k) for k in range(int(labels.max()) + 1)]
+        names = list(classes) if classes is not None else [str(k) for k in range(int(labels.max()) + 1)]
         source = FileSource(base)
         _first_exists(source, files, str(path))
-        self._entries["all"] = (source, files, labels)
+        return names, {"all": (source, files, labels)}
 
 
 class Office31(ImageFileDomain):
     """One Office-31 domain (amazon, dslr, webcam): 31 office object classes; split ``"all"``.
+
+    :attr:`classes` is the constant :data:`OFFICE31_CLASSES`; the files are indexed at the first
+    :meth:`dataset` (or :meth:`entries`) call.
 
     Args:
         root: The Office-31 folder (see the module docstring for the two layouts).
@@ -254,18 +315,21 @@ class Office31(ImageFileDomain):
         **kwargs: ``image_size``, ``resize_size``, ``transform``: see :class:`ImageFileDomain`.
 
     Raises:
-        ValueError: If ``domain`` is unknown, a class folder is not an Office-31 class, or a list
-            line is malformed.
-        FileNotFoundError: If neither layout is found.
+        ValueError: At construction, if ``domain`` (or another argument) is unknown; when the files
+            are indexed, if a class folder is not an Office-31 class or a list line is malformed.
+        FileNotFoundError: When the files are indexed, if neither layout is found (or the first
+            listed image does not exist).
     """
 
     def __init__(self, root: str, domain: str, image_size: int = 224, resize_size: int = 256,
                  transform: str = "imagenet") -> None:
-        super().__init__(image_size, resize_size, transform)
-        base = _check_root(root)
+        super().__init__(image_size, resize_size, transform, OFFICE31_CLASSES)
+        _check_root(root)
         check_choice("domain", domain, OFFICE31_DOMAINS)
         self.root, self.domain = str(root), domain
-        self._classes = list(OFFICE31_CLASSES)
+
+    def _read(self) -> tuple[list[str], Entries]:
+        base, domain = _check_root(self.root), self.domain
         listed = base / "image_list" / f"{domain}.txt"
         if listed.is_file():
             files, labels = read_image_list(listed, len(OFFICE31_CLASSES))
@@ -278,11 +342,14 @@ class Office31(ImageFileDomain):
                                         f"{base / domain / 'images'} (`<domain>/images/<class>/<image>`).")
             files, labels = _scan(folder, OFFICE31_CLASSES, f"Office-31 {domain!r}")
             source = FileSource(folder)
-        self._entries["all"] = (source, files, labels)
+        return list(OFFICE31_CLASSES), {"all": (source, files, labels)}
 
 
 class OfficeHome(ImageFileDomain):
     """One Office-Home domain (Art, Clipart, Product, Real_World): 65 classes; split ``"all"``.
+
+    :attr:`classes` is the constant :data:`OFFICEHOME_CLASSES`; the domain folder is scanned at
+    the first :meth:`dataset` (or :meth:`entries`) call.
 
     Args:
         root: The folder holding the domain folders.
@@ -290,30 +357,36 @@ class OfficeHome(ImageFileDomain):
         **kwargs: ``image_size``, ``resize_size``, ``transform``: see :class:`ImageFileDomain`.
 
     Raises:
-        ValueError: If ``domain`` is unknown or a class folder is not an Office-Home class.
-        FileNotFoundError: If the domain folder does not exist or holds no images.
+        ValueError: At construction, if ``domain`` (or another argument) is unknown; when the
+            folder is scanned, if a class folder is not an Office-Home class.
+        FileNotFoundError: When the folder is scanned, if the domain folder does not exist or holds
+            no images.
     """
 
     def __init__(self, root: str, domain: str, image_size: int = 224, resize_size: int = 256,
                  transform: str = "imagenet") -> None:
-        super().__init__(image_size, resize_size, transform)
-        base = _check_root(root)
+        super().__init__(image_size, resize_size, transform, OFFICEHOME_CLASSES)
+        _check_root(root)
         check_choice("domain", domain, OFFICEHOME_DOMAINS + ("RealWorld",))
         self.root, self.domain = str(root), domain
-        self._classes = list(OFFICEHOME_CLASSES)
+
+    def _read(self) -> tuple[list[str], Entries]:
+        base, domain = _check_root(self.root), self.domain
         names = _REAL_WORLD if domain in _REAL_WORLD else (domain,)
         folder = next((base / n for n in names if (base / n).is_dir()), None)
         if folder is None:
             raise FileNotFoundError(f"Office-Home {domain!r}: no folder {' or '.join(str(base / n) for n in names)} "
                                     "(`<domain>/<class>/<image>`).")
         files, labels = _scan(folder, OFFICEHOME_CLASSES, f"Office-Home {domain!r}")
-        self._entries["all"] = (FileSource(folder), files, labels)
+        return list(OFFICEHOME_CLASSES), {"all": (FileSource(folder), files, labels)}
 
 
 class VisDA2017(ImageFileDomain):
     """One VisDA-2017 classification split: ``"train"`` (synthetic) or ``"validation"`` (real); 12 classes.
 
     The dataset split of :meth:`dataset` is ``"all"``: ``split`` here chooses the domain.
+    :attr:`classes` is the constant :data:`VISDA2017_CLASSES`; the files are indexed at the first
+    :meth:`dataset` (or :meth:`entries`) call.
 
     Args:
         root: The folder holding ``train/`` and ``validation/``.
@@ -321,17 +394,21 @@ class VisDA2017(ImageFileDomain):
         **kwargs: ``image_size``, ``resize_size``, ``transform``: see :class:`ImageFileDomain`.
 
     Raises:
-        ValueError: If ``split`` is unknown or a list line / class folder is malformed.
-        FileNotFoundError: If ``root/<split>`` holds neither ``image_list.txt`` nor class folders.
+        ValueError: At construction, if ``split`` (or another argument) is unknown; when the files
+            are indexed, if a list line or class folder is malformed.
+        FileNotFoundError: When the files are indexed, if ``root/<split>`` holds neither
+            ``image_list.txt`` nor class folders (or the first listed image does not exist).
     """
 
     def __init__(self, root: str, split: str = "train", image_size: int = 224, resize_size: int = 256,
                  transform: str = "imagenet") -> None:
-        super().__init__(image_size, resize_size, transform)
-        base = _check_root(root)
+        super().__init__(image_size, resize_size, transform, VISDA2017_CLASSES)
+        _check_root(root)
         check_choice("split", split, VISDA2017_SPLITS)
         self.root, self.split = str(root), split
-        self._classes = list(VISDA2017_CLASSES)
+
+    def _read(self) -> tuple[list[str], Entries]:
+        base, split = _check_root(self.root), self.split
         folder, listed = base / split, base / split / "image_list.txt"
         if listed.is_file():
             files, labels = read_image_list(listed, len(VISDA2017_CLASSES))
@@ -340,11 +417,16 @@ class VisDA2017(ImageFileDomain):
             files, labels = _scan(folder, VISDA2017_CLASSES, f"VisDA-2017 {split!r}")
         else:
             raise FileNotFoundError(f"VisDA-2017 {split!r}: {listed} does not exist (nor the folder {folder}).")
-        self._entries["all"] = (FileSource(folder), files, labels)
+        return list(VISDA2017_CLASSES), {"all": (FileSource(folder), files, labels)}
 
 
 class DomainNet(ImageFileDomain):
     """One DomainNet domain with its official train / test lists; 345 classes; splits all, train, test.
+
+    The class list comes from the data (the sorted class folders of ``root/<domain>``, or the
+    lists' class names), so :attr:`classes` reads the lists (once, cached, like :meth:`dataset`):
+    a :class:`~lightning_sparse.data.domain.datamodule.DomainAdaptationDataModule` of DomainNet
+    domains needs the data at construction.
 
     Args:
         root: The folder holding ``<domain>/`` and ``<domain>_train.txt`` / ``<domain>_test.txt``.
@@ -352,9 +434,11 @@ class DomainNet(ImageFileDomain):
         **kwargs: ``image_size``, ``resize_size``, ``transform``: see :class:`ImageFileDomain`.
 
     Raises:
-        ValueError: If ``domain`` is unknown, a list line is malformed, or a listed class folder
-            disagrees with its label.
-        FileNotFoundError: If a split list (or its first image) does not exist.
+        ValueError: At construction, if ``domain`` (or another argument) is unknown; when the lists
+            are read (:attr:`classes`, :meth:`dataset`), if a list line is malformed or a listed
+            class folder disagrees with its label.
+        FileNotFoundError: When the lists are read, if a split list (or its first image) does not
+            exist.
     """
 
     splits = ("all", "train", "test")
@@ -362,13 +446,16 @@ class DomainNet(ImageFileDomain):
     def __init__(self, root: str, domain: str, image_size: int = 224, resize_size: int = 256,
                  transform: str = "imagenet") -> None:
         super().__init__(image_size, resize_size, transform)
-        base = _check_root(root)
+        _check_root(root)
         check_choice("domain", domain, DOMAINNET_DOMAINS)
         self.root, self.domain = str(root), domain
+
+    def _read(self) -> tuple[list[str], Entries]:
+        base, domain = _check_root(self.root), self.domain
         lists = {s: read_image_list(base / f"{domain}_{s}.txt") for s in ("train", "test")}
         folder = base / domain
         if folder.is_dir():
-            self._classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+            classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
         else:
             names: dict[int, str] = {}
             for files, labels in lists.values():
@@ -377,17 +464,19 @@ class DomainNet(ImageFileDomain):
             if sorted(names) != list(range(len(names))):
                 raise ValueError(f"DomainNet {domain!r}: without the folder {folder} the lists must use the labels "
                                  f"0..N-1, got {len(names)} labels up to {max(names)}.")
-            self._classes = [names[k] for k in range(len(names))]
+            classes = [names[k] for k in range(len(names))]
         source = FileSource(base)
+        entries: Entries = {}
         for split, (files, labels) in lists.items():
             path = base / f"{domain}_{split}.txt"
             for number, (f, y) in enumerate(zip(files, labels.tolist()), 1):
                 parts = f.split("/")
-                if y >= len(self._classes) or (len(parts) >= 2 and parts[-2] != self._classes[y]):
-                    known = self._classes[y] if y < len(self._classes) else "none (out of range)"
+                if y >= len(classes) or (len(parts) >= 2 and parts[-2] != classes[y]):
+                    known = classes[y] if y < len(classes) else "none (out of range)"
                     raise ValueError(f"{path}, entry {number}: label {y} is class {known!r}, but the path {f!r} "
                                      "is in another class folder.")
             _first_exists(source, files, str(path))
-            self._entries[split] = (source, files, labels)
-        self._entries["all"] = (source, lists["train"][0] + lists["test"][0],
-                                np.concatenate([lists["train"][1], lists["test"][1]]))
+            entries[split] = (source, files, labels)
+        entries["all"] = (source, lists["train"][0] + lists["test"][0],
+                          np.concatenate([lists["train"][1], lists["test"][1]]))
+        return classes, entries
