@@ -190,3 +190,12 @@ def test_backbone_checkpoint_is_loaded(tmp_path):
 def test_entropic_solver_and_partial_mass():
     losses = _task("universal", solver="entropic", transport_mass=0.8).compute_losses(_batch(), progress=0.5)
     assert torch.isfinite(losses["loss"]) and losses["sa"].item() > 0
+
+
+def test_bf16_mixed_precision_fit(tmp_path):
+    seed_everything(0)
+    task = _task("universal")
+    trainer = Trainer(default_root_dir=tmp_path, max_epochs=1, logger=False, accelerator="cpu", precision="bf16-mixed",
+                      enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(task, DataLoader(_Pairs(16), batch_size=8), DataLoader(_Targets(16), batch_size=8))
+    assert torch.isfinite(trainer.callback_metrics["train/loss"]) and "val/h_score" in trainer.callback_metrics
