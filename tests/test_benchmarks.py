@@ -78,7 +78,7 @@ def test_dsn_seed_reaches_the_dst_callback(dsn, tmp_path, monkeypatch, keep_thre
 
 
 @pytest.mark.parametrize("name", ["dsn", "robustness", "truly_sparse", "dst_overhead", "msrs", "e2enet",
-                                  "hard_samples", "slak"])
+                                  "hard_samples", "slak", "uda"])
 def test_every_benchmark_takes_threads(name, monkeypatch, capsys):
     module = _load(name)
     monkeypatch.setattr(sys, "argv", [f"{name}.py", "--help"])
@@ -193,3 +193,19 @@ def test_slak_benchmark_speed_and_accuracy_tables(tmp_path, capsys, keep_threads
     sparse = next(line for line in lines if line.startswith("| decomposed-sparse-1.3x |")).split("|")
     assert int(sparse[4].replace(",", "")) < int(sparse[3].replace(",", ""))  # non-zero < parameters
     assert lines[-1].startswith("slak: decomposed 13-kernel layer") and code == 0
+
+
+def test_uda_benchmark_prints_its_table_and_summary(capsys, keep_threads):
+    """Three batches per run on real MNIST (the shared data) and the UCI digits: rows, gain column, summary."""
+    bench = _load("uda")
+    if not (bench.DEFAULT_DATA / "mnist10k.npz").is_file():
+        pytest.skip("no MNIST file")
+    code = bench.main(["--directions", "uci>mnist", "--settings", "open", "--methods", "source_only", "liwuda",
+                       "--seeds", "0", "--steps", "3", "--threads", "1", "--mnist-samples", "100", "--width", "4"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    row = next(line for line in lines if line.startswith("| uci>mnist | open | H-score % |"))
+    assert len(row.split("|")) == 8  # direction, setting, score, two methods, the gain
+    assert lines[-1].startswith("uda: LIWUDA - source-only ")
+    assert code == (0 if lines[-1].endswith("PASS") else 1)
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--data-dir", "/nonexistent"])
