@@ -256,8 +256,11 @@ class MNISTDomain(DigitImages):
     Args:
         mnist_path: The ``.npz`` file (the audio-visual digits' argument name, resolved against a
             recipe's folder by the CLI).
-        **kwargs: ``image_size`` (default 28), ``test_fraction``, ``max_samples``, ``seed``,
-            ``augment``: see :class:`DigitImages`.
+        image_size: Side of the square images (28).
+        test_fraction: Share of each class in the ``"test"`` split.
+        max_samples: Size of a stratified, seeded subset (None: all).
+        seed: Seed of the subset and of the split.
+        augment: Shift training items by up to 2 pixels (see :class:`DigitImages`).
 
     Raises:
         ValueError: If an argument is out of range, or (at the first ``dataset`` call) the file
@@ -288,8 +291,11 @@ class UCIDigitsDomain(DigitImages):
     """The UCI optical digits of scikit-learn (1797 images, 8x8, values 0-16), resized bilinearly.
 
     Args:
-        **kwargs: ``image_size`` (default 28), ``test_fraction``, ``max_samples``, ``seed``,
-            ``augment``: see :class:`DigitImages`.
+        image_size: Side of the square images (28).
+        test_fraction: Share of each class in the ``"test"`` split.
+        max_samples: Size of a stratified, seeded subset (None: all).
+        seed: Seed of the subset and of the split.
+        augment: Shift training items by up to 2 pixels (see :class:`DigitImages`).
 
     Examples:
         >>> domain = UCIDigitsDomain(image_size=16)

@@ -262,7 +262,9 @@ class ImageListDomain(ImageFileDomain):
         list_file: The list; a relative path that is not a file from the working directory is
             looked up in ``root``.
         classes: Class names (index = label); None: ``"0"`` .. ``"N-1"``, N = the largest label + 1.
-        **kwargs: ``image_size``, ``resize_size``, ``transform``: see :class:`ImageFileDomain`.
+        image_size: Side of the crops (224).
+        resize_size: Side of the square the images are resized to first (256).
+        transform: A preset of :data:`TRANSFORMS` (see :class:`ImageFileDomain`).
 
     Raises:
         ValueError: At construction, if an argument is malformed; when the list is read, if a list
@@ -312,7 +314,9 @@ class Office31(ImageFileDomain):
     Args:
         root: The Office-31 folder (see the module docstring for the two layouts).
         domain: ``"amazon"``, ``"dslr"`` or ``"webcam"``.
-        **kwargs: ``image_size``, ``resize_size``, ``transform``: see :class:`ImageFileDomain`.
+        image_size: Side of the crops (224).
+        resize_size: Side of the square the images are resized to first (256).
+        transform: A preset of :data:`TRANSFORMS` (see :class:`ImageFileDomain`).
 
     Raises:
         ValueError: At construction, if ``domain`` (or another argument) is unknown; when the files
@@ -354,7 +358,9 @@ class OfficeHome(ImageFileDomain):
     Args:
         root: The folder holding the domain folders.
         domain: ``"Art"``, ``"Clipart"``, ``"Product"``, ``"Real_World"`` (or ``"RealWorld"``).
-        **kwargs: ``image_size``, ``resize_size``, ``transform``: see :class:`ImageFileDomain`.
+        image_size: Side of the crops (224).
+        resize_size: Side of the square the images are resized to first (256).
+        transform: A preset of :data:`TRANSFORMS` (see :class:`ImageFileDomain`).
 
     Raises:
         ValueError: At construction, if ``domain`` (or another argument) is unknown; when the
@@ -391,7 +397,9 @@ class VisDA2017(ImageFileDomain):
     Args:
         root: The folder holding ``train/`` and ``validation/``.
         split: ``"train"`` or ``"validation"``.
-        **kwargs: ``image_size``, ``resize_size``, ``transform``: see :class:`ImageFileDomain`.
+        image_size: Side of the crops (224).
+        resize_size: Side of the square the images are resized to first (256).
+        transform: A preset of :data:`TRANSFORMS` (see :class:`ImageFileDomain`).
 
     Raises:
         ValueError: At construction, if ``split`` (or another argument) is unknown; when the files
@@ -431,7 +439,9 @@ class DomainNet(ImageFileDomain):
     Args:
         root: The folder holding ``<domain>/`` and ``<domain>_train.txt`` / ``<domain>_test.txt``.
         domain: One of :data:`DOMAINNET_DOMAINS`.
-        **kwargs: ``image_size``, ``resize_size``, ``transform``: see :class:`ImageFileDomain`.
+        image_size: Side of the crops (224).
+        resize_size: Side of the square the images are resized to first (256).
+        transform: A preset of :data:`TRANSFORMS` (see :class:`ImageFileDomain`).
 
     Raises:
         ValueError: At construction, if ``domain`` (or another argument) is unknown; when the lists
