@@ -3,6 +3,7 @@
 Never imports Lightning; every algorithm is a plain function tested on its own.
 """
 
+from .bilevel import functional_forward, hypergradients, unrolled_parameters
 from .criteria import (
     GROW_CRITERIA,
     INIT_MASKS,
@@ -20,6 +21,14 @@ from .distributions import DISTRIBUTIONS, density_counts, group_counts, layer_de
 from .init import WEIGHT_INITS, sparse_fans, sparse_init_
 from .joint_decoding import Hypothesis, beam_search, greedy_attention_decode, joint_decode
 from .methods import METHOD_PRESETS, MethodPreset, register_method
+from .min_norm import (
+    MIN_NORM_SOLVERS,
+    NORMALIZATIONS,
+    gradient_normalizers,
+    min_norm_direction,
+    min_norm_weights,
+    pareto_stationarity,
+)
 from .masks import MaskSet, density, mask_checksum, pack_mask, unpack_mask
 from .optim_state import reset_optimizer_state
 from .saliency import (
@@ -61,6 +70,15 @@ from .updates import (
 )
 
 __all__ = [
+    "functional_forward",
+    "hypergradients",
+    "unrolled_parameters",
+    "MIN_NORM_SOLVERS",
+    "NORMALIZATIONS",
+    "gradient_normalizers",
+    "min_norm_direction",
+    "min_norm_weights",
+    "pareto_stationarity",
     "class_conditional_transport_cost",
     "cosine_cost",
     "normalize_marginal",

@@ -19,7 +19,7 @@ Examples:
 
 from lightning_sparse.models import mlp, resnet_cifar, small_cnn  # noqa: F401  (register builders)
 from lightning_sparse.models import efficientnet, fast_resnet, r3d, resnet, vgg  # noqa: F401
-from lightning_sparse.models import avsr, conformer, dsn, e2enet, slak, unet3d  # noqa: F401
+from lightning_sparse.models import avsr, conformer, dsn, e2enet, multi_task, slak, unet3d  # noqa: F401
 from lightning_sparse.models._registry import create_model, list_models, register_model
 from lightning_sparse.models.avsr import AVSR
 from lightning_sparse.models.conformer import ConformerCTC
@@ -30,6 +30,7 @@ from lightning_sparse.models.e2enet import E2ENET_FUSION_INCLUDE, E2ENet
 from lightning_sparse.models.fast_resnet import FastResNet
 from lightning_sparse.models.flops import FlopCount, conv_linear_flops
 from lightning_sparse.models.mlp import MLP
+from lightning_sparse.models.multi_task import MMENet, MultiTaskNet
 from lightning_sparse.models.resnet import ResNet
 from lightning_sparse.models.resnet_cifar import ResNetCIFAR
 from lightning_sparse.models.slak import ConvNeXt, SLaK
@@ -38,6 +39,8 @@ from lightning_sparse.models.unet3d import UNet3D
 from lightning_sparse.models.vgg import VGG
 
 __all__ = [
+    "MMENet",
+    "MultiTaskNet",
     "DomainAdaptationNet",
     "InstanceWeightNet",
     "strip_classifier",

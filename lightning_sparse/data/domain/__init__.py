@@ -11,7 +11,13 @@
   bookkeeping (:func:`class_split`) and the literature's splits (:func:`standard_split`);
 * :mod:`~lightning_sparse.data.domain.datamodule`: :class:`DomainAdaptationDataModule`, training
   batches ``{"source", "source_label", "target"}`` and target evaluation batches ``(x, y)`` with
-  the unknown label ``K``.
+  the unknown label ``K``;
+* :mod:`~lightning_sparse.data.domain.multitask`: :class:`MultiTaskDataModule`, one domain per task
+  split into train / val / trval / test (MOML's multi-task learning), training batches
+  ``{"train", "val", "trval"}`` of per-task ``(x, y)``, one evaluation loader per task;
+* :mod:`~lightning_sparse.data.domain.semi_supervised`: :class:`SemiSupervisedDADataModule`, a few
+  labelled target images per class (MME's semi-supervised protocol), training batches
+  ``{"source", "source_label", "target", "target_label", "target_unlabeled"}``.
 """
 
 from lightning_sparse.data.domain.datamodule import DomainAdaptationDataModule, PairedDomains, Relabelled
@@ -24,6 +30,7 @@ from lightning_sparse.data.domain.domains import (
     UCIDigitsDomain,
     build_domain,
 )
+from lightning_sparse.data.domain.multitask import MULTITASK_SPLITS, MultiTaskDataModule, MultiTaskPairs, TaskSample
 from lightning_sparse.data.domain.readers import (
     DOMAINNET_DOMAINS,
     OFFICE31_CLASSES,
@@ -42,6 +49,7 @@ from lightning_sparse.data.domain.readers import (
     image_transform,
     read_image_list,
 )
+from lightning_sparse.data.domain.semi_supervised import SSDA_KEYS, SemiSupervisedDADataModule, SemiSupervisedPairs
 from lightning_sparse.data.domain.settings import (
     BENCHMARKS,
     SETTINGS,
@@ -56,11 +64,13 @@ __all__ = [
     "BENCHMARKS",
     "DIGIT_CLASSES",
     "DOMAINNET_DOMAINS",
+    "MULTITASK_SPLITS",
     "OFFICE31_CLASSES",
     "OFFICE31_DOMAINS",
     "OFFICEHOME_CLASSES",
     "OFFICEHOME_DOMAINS",
     "SETTINGS",
+    "SSDA_KEYS",
     "TRANSFORMS",
     "VISDA2017_CLASSES",
     "VISDA2017_SPLITS",
@@ -73,11 +83,16 @@ __all__ = [
     "ImageFileDomain",
     "ImageListDomain",
     "MNISTDomain",
+    "MultiTaskDataModule",
+    "MultiTaskPairs",
     "Office31",
     "OfficeHome",
     "PairedDomains",
     "Relabelled",
+    "SemiSupervisedDADataModule",
+    "SemiSupervisedPairs",
     "Spectrograms",
+    "TaskSample",
     "TensorImages",
     "UCIDigitsDomain",
     "VisDA2017",
