@@ -130,7 +130,9 @@ def run(args: argparse.Namespace, method: str, tasks: tuple[str, ...], seed: int
     trainer.fit(task, datamodule=dm)
     scores = trainer.test(task, datamodule=dm, verbose=False)
     merged = {k: v for d in scores for k, v in d.items()}
-    return {t: 100.0 * float(merged[f"test/acc_{t}"]) for t in tasks}
+    accs = {t: 100.0 * float(merged[f"test/acc_{t}"]) for t in tasks}
+    accs.update({f"weight_{t}": float(w) for t, w in zip(tasks, task.task_weights.tolist())})
+    return accs
 
 
 def _fmt(values: list[float]) -> str:
@@ -188,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 delta = "-"
             out(f"| {method} | " + " | ".join(cells) + f" | {_fmt(mean)} | {delta} |")
+        if "moml" in results:
+            out()
+            out("MOML's learnt task weights softmax(alpha) at the end (mean over seeds): " + ", ".join(
+                f"{t} {statistics.mean(r[f'weight_{t}'] for r in results['moml']):.3f}" for t in TASKS))
         ranking = ", ".join(f"{m} {v:.1f}" for m, v in sorted(means.items(), key=lambda kv: -kv[1]))
         summary += f"; mean test accuracy {ranking}"
     elapsed = time.perf_counter() - start

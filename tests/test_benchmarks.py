@@ -78,7 +78,7 @@ def test_dsn_seed_reaches_the_dst_callback(dsn, tmp_path, monkeypatch, keep_thre
 
 
 @pytest.mark.parametrize("name", ["dsn", "robustness", "truly_sparse", "dst_overhead", "msrs", "e2enet",
-                                  "hard_samples", "slak", "uda"])
+                                  "hard_samples", "slak", "uda", "moml"])
 def test_every_benchmark_takes_threads(name, monkeypatch, capsys):
     module = _load(name)
     monkeypatch.setattr(sys, "argv", [f"{name}.py", "--help"])
@@ -209,3 +209,20 @@ def test_uda_benchmark_prints_its_table_and_summary(capsys, keep_threads):
     assert code == (0 if lines[-1].endswith("PASS") else 1)
     with pytest.raises(SystemExit):
         bench.parse_args(["--data-dir", "/nonexistent"])
+
+
+def test_moml_benchmark_toy_reaches_pareto_stationarity_and_digits_table(capsys, keep_threads):
+    bench = _load("moml")
+    result = bench.pareto_toy(torch.tensor([2.0, -1.0]), steps=200)
+    assert result["min_norm"] < 1e-6 and result["distance"] < 1e-6  # on the segment between the centres
+    stuck = bench.pareto_toy(torch.tensor([2.0, -1.0]), steps=1)
+    assert stuck["distance"] > 1e-2  # one step is not enough: the check can fail
+    data = bench.DEFAULT_DATA
+    if not ((data / "mnist-10k" / "mnist10k.npz").is_file() and (data / "fsdd").is_dir()):
+        pytest.skip("no MNIST / FSDD files")
+    code = bench.main(["--seeds", "0", "--steps", "2", "--samples", "100", "--width", "4", "--threads", "1",
+                       "--skip-stl"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(line.startswith("| moml |") for line in lines) and any(line.startswith("| ew |") for line in lines)
+    assert lines[-1].startswith("moml: toy max min-norm ")
+    assert code == (0 if lines[-1].endswith("PASS") else 1)

@@ -36,12 +36,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
 from lightning_sparse._training import estimated_stepping_batches
 from lightning_sparse._validation import check_int, check_number
 from lightning_sparse.core.per_sample import per_sample_output, weighted_mean
+from lightning_sparse.models.weights import load_backbone_weights
 
 __all__ = ["Batch", "SparseTask", "check_choice_list", "check_warmup", "merge_backbone_kwargs"]
 
@@ -321,6 +322,23 @@ class SparseTask(L.LightningModule):
             )
         scheduler = self.build_scheduler(optimizer, int(total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------ local pretrained weights
+    def backbone_module(self) -> nn.Module:
+        """The module a ``backbone_checkpoint`` argument loads into (the task's ``model``)."""
+        return self.model
+
+    def setup(self, stage: str) -> None:
+        """Load the task's ``backbone_checkpoint`` (if it has one) once, when ``fit`` starts: before a
+        resumed checkpoint's weights are restored, so those win; a missing file stops the run before
+        training. Construction never reads it (recipes build without it)."""
+        path = self.hparams.get("backbone_checkpoint")
+        if stage != "fit" or path is None or getattr(self, "_backbone_loaded", False):
+            return
+        loaded, kept = load_backbone_weights(self.backbone_module(), path)
+        self._backbone_loaded = True
+        rank_zero_info(f"Loaded {loaded} backbone tensors from {path}; kept {len(kept)} as initialised"
+                       f"{' (' + ', '.join(kept[:4]) + ('...' if len(kept) > 4 else '') + ')' if kept else ''}.")
 
     # ------------------------------------------------------------------ RNG states in checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

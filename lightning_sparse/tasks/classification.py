@@ -60,6 +60,9 @@ class ImageClassifier(SparseTask):
         mixup_alpha: Beta-distribution parameter of mixup on training batches (``0``: off).
         cutmix_alpha: Beta-distribution parameter of CutMix (``0``: off); with both on, each batch
             gets one of the two, chosen with equal probability (timm's ``switch_prob=0.5``).
+        backbone_checkpoint: Local weights for the backbone (a state dict or a checkpoint with
+            ``"state_dict"``; tensors of other shapes, e.g. another classifier, are skipped),
+            loaded when ``fit`` starts; nothing is downloaded.
 
     Raises:
         ValueError: If an argument is out of range or names an unknown backbone, optimizer or
@@ -89,6 +92,7 @@ class ImageClassifier(SparseTask):
         label_smoothing: float = 0.0,
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
+        backbone_checkpoint: str | None = None,
     ) -> None:
         super().__init__()
         self.check_training_args(num_classes, optimizer, scheduler, lr, momentum, weight_decay, label_smoothing)

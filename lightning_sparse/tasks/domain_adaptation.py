@@ -41,12 +41,10 @@ Batches: training ``{"source", "source_label", "target"}`` (no target labels), e
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from lightning_sparse._training import estimated_stepping_batches
@@ -189,7 +187,6 @@ class DomainAdaptation(SparseTask):
         model = create_model(backbone, **merge_backbone_kwargs(backbone_kwargs, num_classes=num_classes))
         feature_dim = strip_classifier(model)
         self.net = DomainAdaptationNet(model, feature_dim, num_classes, bottleneck_dim, temperature, cosine_classifier)
-        self._backbone_loaded = False
         self.uses_weights = method == "liwuda" and setting != "closed"
         self.weight_net = InstanceWeightNet(self.net.feature_dim) if self.uses_weights else None
         self.register_buffer("class_weights", torch.ones(num_classes))  # mean source weight per class
@@ -199,13 +196,9 @@ class DomainAdaptation(SparseTask):
         for stage in ("val", "test"):
             setattr(self, f"{stage}_scores", DomainAdaptationMetrics(num_classes))
 
-    def setup(self, stage: str) -> None:
-        """Load ``backbone_checkpoint`` once, at the start of ``fit`` (before a resumed checkpoint's
-        weights are restored, so those win); a missing file stops the run before training."""
-        path = self.hparams.backbone_checkpoint
-        if stage == "fit" and path is not None and not self._backbone_loaded:
-            _load_backbone(self.net.backbone, path)
-            self._backbone_loaded = True
+    def backbone_module(self) -> torch.nn.Module:
+        """Where ``backbone_checkpoint`` is loaded: the backbone without its classifier."""
+        return self.net.backbone
 
     @staticmethod
     def _coefficients(setting: str, method: str, overrides: dict[str, float] | None) -> dict[str, float]:
@@ -424,21 +417,3 @@ class DomainAdaptation(SparseTask):
         schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in optimizers]
         return optimizers, [{"scheduler": s, "interval": "step"} for s in schedulers]
 
-
-def _load_backbone(model: torch.nn.Module, path: str) -> None:
-    """Load local backbone weights (``strict=False``: the classifier may differ) and report the keys."""
-    if not Path(path).expanduser().is_file():
-        raise FileNotFoundError(f"`backbone_checkpoint` must be a local weights file, got {path!r} (no such file).")
-    state = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"`backbone_checkpoint` must hold a state dict, got a {type(state).__name__} in {path!r}.")
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise ValueError(f"`backbone_checkpoint` {path!r} shares no parameter (name and shape) with the backbone.")
-    model.load_state_dict(usable, strict=False)
-    skipped = sorted(set(own) - set(usable))
-    rank_zero_info(f"Loaded {len(usable)} backbone tensors from {path}; kept {len(skipped)} as initialised "
-                   f"({', '.join(skipped[:4])}{'...' if len(skipped) > 4 else ''}).")

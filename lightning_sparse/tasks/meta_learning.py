@@ -73,6 +73,8 @@ class MultiObjectiveMetaLearner(SparseTask):
         inner_lr: Step size of the unrolled lower-level steps (1e-4).
         inner_steps: Unrolled steps ``T`` (1).
         backbone_kwargs: Extra arguments of the backbone builder.
+        backbone_checkpoint: Local weights of the backbone (e.g. torchvision's ImageNet ResNet-18
+            for ``resnet18_imagenet``), loaded when ``fit`` starts.
 
     Raises:
         ValueError: If an argument is out of range or names an unknown method.
@@ -104,6 +106,7 @@ class MultiObjectiveMetaLearner(SparseTask):
         inner_lr: float = 1e-4,
         inner_steps: int = 1,
         backbone_kwargs: dict[str, Any] | None = None,
+        backbone_checkpoint: str | None = None,
     ) -> None:
         super().__init__()
         check_choice_list("method", method, METHODS)
@@ -129,6 +132,9 @@ class MultiObjectiveMetaLearner(SparseTask):
                                                        for c in self.net.num_classes))
 
     # ------------------------------------------------------------------ pieces
+    def backbone_module(self) -> nn.Module:
+        return self.net.backbone
+
     def forward(self, x: Tensor, task: int = 0) -> Tensor:
         return self.net(x, task)
 
@@ -206,7 +212,8 @@ class MultiObjectiveMetaLearner(SparseTask):
             mgda, log["min_norm"] = self.min_norm(grads, losses.detach())
             loss = (mgda.detach().to(losses.dtype) * losses).sum()
         else:
-            loss = (self.task_weights.detach() * losses).sum()
+            # alpha took its own step above; the zero term only keeps DDP from calling it unused
+            loss = (self.task_weights.detach() * losses).sum() + 0.0 * self.alpha.sum()
         net_opt = optimizers[0]
         net_opt.zero_grad()
         self.manual_backward(loss)

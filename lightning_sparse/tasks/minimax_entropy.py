@@ -71,6 +71,7 @@ class MinimaxEntropyAdaptation(SparseTask):
         backbone_lr_scale: 0.1, as the official code.
         normalization: Gradient normalisation of MOML's MGDA (``"l2"``).
         backbone_kwargs: Extra arguments of the backbone builder.
+        backbone_checkpoint: Local weights of the backbone, loaded when ``fit`` starts.
 
     Raises:
         ValueError: If an argument is out of range or names an unknown method.
@@ -98,6 +99,7 @@ class MinimaxEntropyAdaptation(SparseTask):
         backbone_lr_scale: float = 0.1,
         normalization: str = "l2",
         backbone_kwargs: dict[str, Any] | None = None,
+        backbone_checkpoint: str | None = None,
     ) -> None:
         super().__init__()
         check_int("num_classes", num_classes, 2)
@@ -114,6 +116,9 @@ class MinimaxEntropyAdaptation(SparseTask):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+    def backbone_module(self) -> torch.nn.Module:
+        return self.net.backbone
 
     def _check(self, batch: Any) -> None:
         if not isinstance(batch, dict) or not set(_KEYS) <= set(batch):

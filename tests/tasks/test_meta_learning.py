@@ -215,3 +215,20 @@ def test_mme_bad_arguments():
         _mme("dann")
     with pytest.raises(ValueError, match="`batch`"):
         _mme().moml_losses({"source": torch.zeros(1)})
+
+
+def test_backbone_checkpoints_load_when_fit_starts(tmp_path):
+    from lightning_sparse.tasks import ImageClassifier
+
+    source = _mtl("ew")
+    path = tmp_path / "backbone.pt"
+    torch.save(source.net.backbone.state_dict(), path)
+    for task in (_mtl("moml", backbone_checkpoint=str(path)), _mme(backbone_checkpoint=str(path))):
+        assert not torch.equal(task.net.backbone.features[0][0].weight, source.net.backbone.features[0][0].weight)
+        task.setup("fit")
+        assert torch.equal(task.net.backbone.features[0][0].weight, source.net.backbone.features[0][0].weight)
+    clf = ImageClassifier("small_cnn", CNN, num_classes=3, backbone_checkpoint=str(path))
+    clf.setup("fit")  # the stripped backbone's tensors load; the classifier stays as initialised
+    assert torch.equal(clf.model.features[0][0].weight, source.net.backbone.features[0][0].weight)
+    with pytest.raises(FileNotFoundError, match="`backbone_checkpoint`"):
+        _mtl("ew", backbone_checkpoint=str(tmp_path / "missing.pt")).setup("fit")
