@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Trainer, seed_everything
 
-from _common import add_data_dir_arg, add_threads_arg, out, quiet_lightning, set_threads
+from _common import add_data_dir_arg, add_threads_arg, fmt_mean_std, out, quiet_lightning, set_threads
 from lightning_sparse.core.bilevel import hypergradients, unrolled_parameters
 from lightning_sparse.core.min_norm import min_norm_direction, min_norm_weights
 from lightning_sparse.data.domain import FSDDSpeakerDomain, MNISTDomain, MultiTaskDataModule, UCIDigitsDomain
@@ -135,10 +135,6 @@ def run(args: argparse.Namespace, method: str, tasks: tuple[str, ...], seed: int
     return accs
 
 
-def _fmt(values: list[float]) -> str:
-    return f"{statistics.mean(values):.1f} +- {statistics.pstdev(values):.1f}" if values else "-"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_lightning()
@@ -180,16 +176,16 @@ def main(argv: list[str] | None = None) -> int:
         means = {}
         for method in (["stl"] if "stl" in results else []) + list(args.methods):
             runs = results[method]
-            cells = [_fmt([r[t] for r in runs]) for t in TASKS]
+            cells = [fmt_mean_std([r[t] for r in runs]) for t in TASKS]
             mean = [statistics.mean(r[t] for t in TASKS) for r in runs]
             means[method] = statistics.mean(mean)
             if "stl" in results and method != "stl":
                 deltas = [statistics.mean((r[t] - s[t]) / s[t] * 100 for t in TASKS)
                           for r, s in zip(runs, results["stl"])]
-                delta = _fmt(deltas)
+                delta = fmt_mean_std(deltas)
             else:
                 delta = "-"
-            out(f"| {method} | " + " | ".join(cells) + f" | {_fmt(mean)} | {delta} |")
+            out(f"| {method} | " + " | ".join(cells) + f" | {fmt_mean_std(mean)} | {delta} |")
         if "moml" in results:
             out()
             out("MOML's learnt task weights softmax(alpha) at the end (mean over seeds): " + ", ".join(

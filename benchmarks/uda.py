@@ -41,7 +41,7 @@ from pathlib import Path
 
 from lightning.pytorch import Trainer, seed_everything
 
-from _common import add_data_dir_arg, add_threads_arg, out, quiet_lightning, set_threads
+from _common import add_data_dir_arg, add_threads_arg, fmt_mean_std, out, quiet_lightning, set_threads
 from lightning_sparse.data.domain import DomainAdaptationDataModule, MNISTDomain, UCIDigitsDomain
 from lightning_sparse.tasks.domain_adaptation import DomainAdaptation
 
@@ -102,10 +102,6 @@ def run(args: argparse.Namespace, direction: str, setting: str, method: str, see
     return 100.0 * float(scores[f"test/{METRIC[setting]}"])
 
 
-def _fmt(values: list[float]) -> str:
-    return f"{statistics.mean(values):.1f} +- {statistics.pstdev(values):.1f}" if values else "-"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_lightning()
@@ -132,14 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     gains = []
     for direction in args.directions:
         for setting in args.settings:
-            cells = [_fmt(results[(direction, setting, m)]) for m in args.methods]
+            cells = [fmt_mean_std(results[(direction, setting, m)]) for m in args.methods]
             row = f"| {direction} | {setting} | {'accuracy' if METRIC[setting] == 'acc' else 'H-score'} % | "
             row += " | ".join(cells) + " |"
             if gain_col:
                 diffs = [a - b for a, b in zip(results[(direction, setting, "liwuda")],
                                                results[(direction, setting, "source_only")])]
                 gains.append(statistics.mean(diffs))
-                row += f" {_fmt(diffs)} |"
+                row += f" {fmt_mean_std(diffs)} |"
             out(row)
     elapsed = time.perf_counter() - start
     failures = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
@@ -125,3 +125,33 @@ class Blobs(Dataset):
 
     def __getitem__(self, i):
         return self.items[i]
+
+
+def resume_loader_mid_epoch(make_dm, epoch: int = 2, seen_batches: int = 3):
+    """An epoch of a data module's training loader, once whole and once cut after ``seen_batches``
+    and resumed from the loader's state in a fresh module: ``(full, seen, rest)`` batch lists."""
+    def batches(dm):
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        return loader
+
+    full = list(batches(make_dm()))
+    loader = batches(make_dm())
+    it = iter(loader)
+    seen = [next(it) for _ in range(seen_batches)]
+    state = loader.state_dict()
+    assert state["epoch"] == epoch and state["batches"] == seen_batches
+    resumed_dm = make_dm()
+    resumed_dm.setup("fit")
+    resumed = resumed_dm.train_dataloader()
+    resumed.load_state_dict(state)
+    resumed.sampler.set_epoch(epoch)  # what Lightning does before iterating the resumed epoch
+    return full, seen, list(resumed)
+
+
+class StopAfterFirstEpoch(Callback):
+    """Stop a fit after its first epoch: an interrupted run with the uninterrupted run's schedule."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.should_stop = True

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import statistics
 import sys
 import warnings
 
 import torch
 
-__all__ = ["add_data_dir_arg", "add_threads_arg", "free_cores", "out", "quiet_lightning", "set_threads"]
+__all__ = ["add_data_dir_arg", "add_threads_arg", "fmt_mean_std", "free_cores", "out", "quiet_lightning", "set_threads"]
 
 
 def free_cores() -> int:
@@ -67,3 +68,10 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore")
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def fmt_mean_std(values: list[float], digits: int = 1) -> str:
+    """``"mean +- std"`` (population std) of a table cell, ``"-"`` when there are no values."""
+    if not values:
+        return "-"
+    return f"{statistics.mean(values):.{digits}f} +- {statistics.pstdev(values):.{digits}f}"

@@ -3,6 +3,8 @@ evaluation labels 0..K with K = unknown), pairing, epochs, seeds, mid-epoch resu
 
 from __future__ import annotations
 
+import sys
+
 import io
 import pickle
 from pathlib import Path
@@ -26,6 +28,9 @@ from lightning_sparse.data.domain import (
     VisDA2017,
     build_domain,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helpers import resume_loader_mid_epoch  # noqa: E402
 
 MNIST = Path("/work/shared/data/mnist-10k/mnist10k.npz")
 FSDD = Path("/work/shared/data/fsdd")
@@ -113,21 +118,7 @@ def test_epochs_differ_and_seeds_repeat():
 
 
 def test_mid_epoch_loader_state_round_trips():
-    full = _batches(_dm(), epoch=2)
-    first = _dm()
-    first.setup("fit")
-    loader = first.train_dataloader()
-    loader.sampler.set_epoch(2)
-    it = iter(loader)
-    seen = [next(it) for _ in range(3)]
-    state = loader.state_dict()
-    assert state["epoch"] == 2 and state["batches"] == 3
-    resumed_dm = _dm()
-    resumed_dm.setup("fit")
-    resumed = resumed_dm.train_dataloader()
-    resumed.load_state_dict(state)
-    resumed.sampler.set_epoch(2)  # what Lightning does before iterating the resumed epoch
-    rest = list(resumed)
+    full, seen, rest = resume_loader_mid_epoch(_dm, epoch=2, seen_batches=3)
     assert len(seen) + len(rest) == len(full)
     for got, want in zip(seen + rest, full):
         assert all(torch.equal(got[k], want[k]) for k in KEYS)
