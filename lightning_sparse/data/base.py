@@ -23,6 +23,18 @@ the loaders built from them:
   in ``train_dataset``. Evaluation batches never carry it.
 * validation and test: plain loaders in order; ``val_dataloader`` is ``[]`` once the training
   split exists without a validation one.
+* ``loader="memory"``: every split is served by a
+  :class:`~lightning_sparse.data.memory.MemoryBatchLoader` instead of a ``DataLoader``: the
+  split as tensors (:meth:`DataModule.memory_arrays`), batches by index gather, the
+  augmentation on whole batches (:meth:`DataModule.memory_transform`). The training order is
+  the same :class:`~lightning_sparse.data.loading.EpochSampler` (permutation, callback sampler,
+  DDP shards), batches carry ``index`` with ``return_index``, and its ``state_dict`` resumes
+  mid-epoch in the same format; evaluation splits are in order (sharded under DDP as
+  Lightning's ``DistributedSampler(shuffle=False)`` would). A split the subclass cannot hold as
+  tensors (``memory_arrays`` returns None, e.g. a corrupted test set) falls back to the
+  ``DataLoader`` (the training split must be held); only data modules that implement the two hooks accept ``"memory"``
+  (``_memory_loader = True``). ``num_workers`` does not apply to it (the main process builds
+  the batches).
 
 Subclasses add their own arguments and pass the shared ones on (``**kwargs``), which
 LightningCLI (jsonargparse) follows, so ``--print_config`` shows all of them.
@@ -34,12 +46,17 @@ import os
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_sparse._validation import check_bool, check_int
 from lightning_sparse.data.loading import EpochSampler, IndexedDataset, ResumableDataLoader
+from lightning_sparse.data.memory import MemoryBatchLoader
 
-__all__ = ["DataModule", "check_count"]
+__all__ = ["LOADERS", "DataModule", "check_count"]
+
+LOADERS: tuple[str, ...] = ("dataset", "memory")
+"""The values of ``loader``: the per-sample ``DataLoader`` path, or the in-memory batch loader."""
 
 
 def check_count(name: str, value: Any, low: int, allow_none: bool = False) -> Any:
@@ -67,9 +84,13 @@ class DataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes (0 loads in the main process).
         seed: Seed of the splits and subsets.
         return_index: Training batches also carry each sample's index in ``train_dataset``.
+        loader: ``"dataset"`` (a ``DataLoader`` over the per-sample dataset) or ``"memory"``
+            (a :class:`~lightning_sparse.data.memory.MemoryBatchLoader` over the split held as
+            tensors, augmented per batch; only for data modules that provide it).
 
     Raises:
-        ValueError: If an argument is out of range.
+        ValueError: If an argument is out of range, or ``loader="memory"`` is given to a data
+            module without the in-memory hooks.
 
     Examples:
         >>> import torch
@@ -85,19 +106,28 @@ class DataModule(L.LightningDataModule):
     """
 
     _batch_size_optional = False  # subclasses that resolve ``batch_size=None`` themselves set True
+    _memory_loader = False  # subclasses implementing ``memory_arrays`` / ``memory_transform`` set True
 
     def __init__(self, batch_size: int | None = 64, num_workers: int = 0, seed: int = 0,
-                 return_index: bool = False) -> None:
+                 return_index: bool = False, loader: str = "dataset") -> None:
         super().__init__()
         check_count("batch_size", batch_size, 1, allow_none=self._batch_size_optional)
         check_count("num_workers", num_workers, 0)
         check_count("seed", seed, 0)
         check_bool("return_index", return_index)
+        if not isinstance(loader, str) or loader not in LOADERS:
+            raise ValueError(f"`loader` must be one of {list(LOADERS)}, got {loader!r}.")
+        if loader == "memory" and not self._memory_loader:
+            raise ValueError(
+                f"`loader='memory'` is not supported by {type(self).__name__} (it does not hold its splits as "
+                "tensors: no `memory_arrays` / `memory_transform`); use `loader='dataset'`."
+            )
         self.save_hyperparameters()  # every argument of the subclasses' __init__ chain too
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
         self.return_index = return_index
+        self.loader = loader
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
@@ -128,21 +158,58 @@ class DataModule(L.LightningDataModule):
             return None
         return int(trainer.fit_loop.epoch_loop.batch_progress.current.ready)
 
+    # ------------------------------------------------------------------ in-memory hooks
+    def memory_arrays(self, split: str) -> tuple[torch.Tensor, ...] | None:
+        """The dataset of ``split`` (``"train"``, ``"val"``, ``"test"``) as tensors for
+        ``loader="memory"``: ``(x, y, *extras)``, row ``i`` being item ``i`` of the dataset
+        before its transform (``x`` as compact as possible, e.g. ``uint8`` images), ``extras``
+        per-sample tensors appended to the batches after ``index`` (e.g. lengths). None: this
+        split is not held in memory (its loader is the ``DataLoader``). Called after ``setup``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement `memory_arrays` (loader='memory').")
+
+    def memory_transform(self, train: bool) -> Any:
+        """The batch transform ``transform(x, generator)`` of the training (``train=True``: the
+        augmentation, equal in distribution to the per-sample one) or evaluation split for
+        ``loader="memory"``; None: the tensors as they are."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement `memory_transform` (loader='memory').")
+
+    def _memory_loader_of(self, name: str, sampler: Any) -> MemoryBatchLoader | None:
+        arrays = self.memory_arrays(name)
+        if arrays is None:
+            return None
+        x, y, *extras = arrays
+        train = name == "train"
+        transform = self.memory_transform(train)
+        return MemoryBatchLoader(x, y, self.batch_size, sampler, transform=transform,
+                                 return_index=self.return_index and train, extras=extras,
+                                 progress=self._batches_trained if train else None)
+
     # ------------------------------------------------------------------ loaders
     def _no_setup(self, name: str) -> RuntimeError:
         return RuntimeError(f"`{type(self).__name__}.setup()` must run before `{name}_dataloader()`.")
 
-    def _loader(self, dataset: Dataset | None, name: str) -> DataLoader:
+    def _loader(self, dataset: Dataset | None, name: str) -> DataLoader | MemoryBatchLoader:
         """The one loader builder: resumable and shuffled for ``"train"``, in order otherwise."""
         if dataset is None:
             raise self._no_setup(name)
         common = dict(batch_size=self.batch_size, num_workers=self.num_workers,
                       persistent_workers=self.num_workers > 0)
-        if name != "train":
-            return DataLoader(dataset, shuffle=False, **common)
         replicas, rank = self._shards()
+        if name != "train":
+            if self.loader == "memory":
+                sampler = EpochSampler(len(dataset), 0, None, replicas, rank, shuffle=False) if replicas > 1 else None
+                memory = self._memory_loader_of(name, sampler)
+                if memory is not None:
+                    return memory
+            return DataLoader(dataset, shuffle=False, **common)
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
         sampler = EpochSampler(len(dataset), seed, self._train_sampler, replicas, rank)
+        if self.loader == "memory":
+            memory = self._memory_loader_of(name, sampler)
+            if memory is None:
+                raise ValueError(f"`loader='memory'`: {type(self).__name__} cannot hold this training split in "
+                                 "memory (`memory_arrays('train')` is None); use `loader='dataset'`.")
+            return memory
         data = IndexedDataset(dataset) if self.return_index else dataset
         return ResumableDataLoader(data, sampler=sampler, progress=self._batches_trained, **common)
 

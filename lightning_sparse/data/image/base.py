@@ -17,6 +17,13 @@ augmentation), seeded per image by its position in the full split (Xiao et al. 2
 Sparse Neural Networks Better Hard Sample Learners?", arXiv:2409.09196, train on corrupted
 data); validation stays clean. ``test_corruption`` replaces the test split by its corrupted copy
 from ``corruption_datasets`` (the images ``CorruptionRobustness`` evaluates).
+
+``loader="memory"`` (:class:`~lightning_sparse.data.memory.MemoryBatchLoader`): the splits held
+as ``uint8`` arrays (:class:`~lightning_sparse.data.image.datasets.ArrayImages`) are served as
+one ``uint8 (N, C, H, W)`` tensor each, augmented and normalised per batch by the subclass's
+``_memory_train_transform`` / ``_memory_eval_transform``; subsets, ``val_split`` and
+``test_subset`` apply as above. A corrupted test set (``test_corruption``) keeps the per-sample
+loader; ``train_corruption`` is refused with ``loader="memory"``.
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from lightning_sparse._validation import check_bool
 from lightning_sparse.data.base import DataModule, check_count
 from lightning_sparse.data.corruptions import PARAMS
+from lightning_sparse.data.image.datasets import ArrayImages
 from lightning_sparse.data.image.robustness import CorruptionsMixin
 from lightning_sparse.data.image.subsets import (
     PositionCorruptedDataset,
@@ -86,7 +95,11 @@ class ImageDataModuleBase(CorruptionsMixin, DataModule):
             ``corruption_datasets`` yields it; ``CorruptionRobustness`` then calls it "clean");
             None: clean.
         **kwargs: ``batch_size``, ``num_workers``, ``seed`` (of the validation split and the
-            subsets), ``return_index``: see :class:`~lightning_sparse.data.base.DataModule`.
+            subsets), ``return_index``, ``loader``: see :class:`~lightning_sparse.data.base.DataModule`.
+
+    Raises:
+        ValueError: If an argument is out of range, or ``train_corruption`` is given with
+            ``loader="memory"``.
     """
 
     in_channels = 3
@@ -132,6 +145,11 @@ class ImageDataModuleBase(CorruptionsMixin, DataModule):
         self.train_fraction = check_train_fraction(train_fraction, train_subset)
         self._train_corruption = parse_corruption("train_corruption", train_corruption)
         self._test_corruption = parse_corruption("test_corruption", test_corruption)
+        if self._train_corruption is not None and self.loader == "memory":
+            raise ValueError(
+                f"`train_corruption` ({train_corruption!r}) is not supported with `loader='memory'` (the "
+                "corruptions run per image on the raw pixels); use `loader='dataset'`."
+            )
         self.subset = subset
         self.scores_file = scores_file
         self.train_corruption = train_corruption
@@ -150,6 +168,7 @@ class ImageDataModuleBase(CorruptionsMixin, DataModule):
         self._test_pool: Any = None
         self._train_pool: Any = None
         self._train_indices: np.ndarray | None = None
+        self._memory_cache: dict[str, tuple[Any, tuple[torch.Tensor, ...]]] = {}
 
     # subclass hooks
     def _pool(self, split: str) -> Any:
@@ -163,6 +182,33 @@ class ImageDataModuleBase(CorruptionsMixin, DataModule):
 
     def _raw_transform(self) -> Callable[[Any], Any] | None:
         return None
+
+    def _memory_train_transform(self) -> Any:
+        """The batch augmentation of ``loader="memory"`` (``uint8 (B, C, H, W)`` -> float)."""
+        raise NotImplementedError
+
+    def _memory_eval_transform(self) -> Any:
+        """The batch evaluation transform of ``loader="memory"`` (``uint8 (B, C, H, W)`` -> float)."""
+        raise NotImplementedError
+
+    # loader="memory" hooks
+    def memory_arrays(self, split: str) -> tuple[torch.Tensor, ...] | None:
+        """``(uint8 (N, C, H, W) images, int64 (N,) labels)`` of the split's dataset when it holds
+        its images in memory (:class:`ArrayImages`), else None (e.g. a corrupted test set)."""
+        dataset = getattr(self, f"{split}_dataset")
+        if not isinstance(dataset, ArrayImages):
+            return None
+        cached = self._memory_cache.get(split)
+        if cached is not None and cached[0] is dataset:
+            return cached[1]
+        images = torch.from_numpy(np.ascontiguousarray(dataset.images)).permute(0, 3, 1, 2).contiguous()
+        labels = torch.from_numpy(np.asarray(dataset.labels, dtype=np.int64))
+        self._memory_cache[split] = dataset, (images, labels)
+        return images, labels
+
+    def memory_transform(self, train: bool) -> Any:
+        """Training with ``augment``: the batch augmentation; else the evaluation transform."""
+        return self._memory_train_transform() if train and self.augment else self._memory_eval_transform()
 
     @property
     def num_classes(self) -> int:

@@ -49,6 +49,7 @@ from lightning_sparse.data.image.transforms import (
     cifar_eval_transform,
     cifar_train_transform,
 )
+from lightning_sparse.data.memory import BatchCompose, BatchHorizontalFlip, BatchNormalize, BatchRandomCrop
 
 __all__ = ["CIFAR10_CLASSES", "CIFAR100DataModule", "CIFAR10DataModule", "read_cifar_pickle"]
 
@@ -71,6 +72,7 @@ class _CIFARDataModule(ImageDataModuleBase):
     _md5: str
     _mean: tuple[float, ...]
     _std: tuple[float, ...]
+    _memory_loader = True  # loader="memory": uint8 (N, 3, 32, 32) tensors, pad-crop-flip per batch
 
     def __init__(
         self,
@@ -228,6 +230,13 @@ class _CIFARDataModule(ImageDataModuleBase):
     def _corruption_transform(self) -> Callable[[Any], Any]:
         return cifar_eval_transform(self._mean, self._std)
 
+    def _memory_train_transform(self) -> BatchCompose:
+        # cifar_train_transform per batch: 4-pixel zero padding + random 32x32 crop, flip, normalise
+        return BatchCompose(BatchRandomCrop(4), BatchHorizontalFlip(), BatchNormalize(self._mean, self._std))
+
+    def _memory_eval_transform(self) -> BatchNormalize:
+        return BatchNormalize(self._mean, self._std)
+
 
 class CIFAR10DataModule(_CIFARDataModule):
     """CIFAR-10 (Krizhevsky 2009): 50k/10k 32x32 images in 10 classes, from pickles, trees or zips.
@@ -261,7 +270,9 @@ class CIFAR10DataModule(_CIFARDataModule):
             ``corrupted_dir`` (CIFAR-10-C files, published or written there once when
             ``cache_corrupted``), ``cache_corrupted``, ``corruption_seed``: see
             :class:`~lightning_sparse.data.image.base.ImageDataModuleBase`; ``num_workers``,
-            ``seed`` (of the validation split and the subsets), ``return_index``: see
+            ``seed`` (of the validation split and the subsets), ``return_index``, ``loader``
+            (``"memory"``: the splits as ``uint8 (N, 3, 32, 32)`` tensors, pad-crop-flip and
+            normalisation per batch; not with ``train_corruption``): see
             :class:`~lightning_sparse.data.base.DataModule`.
 
     Raises:

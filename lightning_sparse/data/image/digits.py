@@ -59,7 +59,9 @@ class DigitsDataModule(DataModule):
         test_fraction: Share held out for testing, in ``(0, 1)``; ``val_fraction + test_fraction``
             must stay below 1.
         **kwargs: ``seed`` (of the stratified split; the same seed always gives the same split),
-            ``num_workers``, ``return_index``: see :class:`~lightning_sparse.data.base.DataModule`.
+            ``num_workers``, ``return_index``, ``loader`` (``"memory"``: batches sliced from the
+            split's float tensors, no augmentation, as the per-sample path): see
+            :class:`~lightning_sparse.data.base.DataModule`.
 
     Raises:
         ValueError: If an argument is out of range.
@@ -76,6 +78,7 @@ class DigitsDataModule(DataModule):
 
     num_classes = _NUM_CLASSES
     in_channels = 1
+    _memory_loader = True  # loader="memory": the split tensors as they are, no augmentation
 
     def __init__(
         self,
@@ -142,3 +145,15 @@ class DigitsDataModule(DataModule):
             return _DigitsSplit(images[t].contiguous(), targets[t].clone(), idx)
 
         self.train_dataset, self.val_dataset, self.test_dataset = split(train), split(val), split(test)
+
+    # loader="memory" hooks
+    def memory_arrays(self, split: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The split's ``float32 (N, 1, S, S)`` images (normalised) and ``int64 (N,)`` labels."""
+        dataset = getattr(self, f"{split}_dataset")
+        if not isinstance(dataset, _DigitsSplit):
+            return None
+        return dataset.images, dataset.labels
+
+    def memory_transform(self, train: bool) -> None:
+        """None: no augmentation (nor on the per-sample path); the images are normalised in ``setup``."""
+        return None

@@ -170,7 +170,8 @@ class TimeSeriesDataModule(DataModule):
             ``<dataset>_TRAIN`` or ``.txt``); None: the first found in that order.
         return_lengths: Batches of every split also carry the series' lengths.
         **kwargs: ``return_index`` (training batches also carry each series' index),
-            ``num_workers``, ``seed`` (of the validation split): see
+            ``num_workers``, ``seed`` (of the validation split), ``loader`` (``"memory"``:
+            batches sliced from the padded series tensors, the same items): see
             :class:`~lightning_sparse.data.base.DataModule`.
 
     Raises:
@@ -196,6 +197,7 @@ class TimeSeriesDataModule(DataModule):
     """
 
     _batch_size_optional = True  # None: the DSN rule
+    _memory_loader = True  # loader="memory": the padded series tensors as they are, no augmentation
 
     def __init__(
         self,
@@ -308,6 +310,21 @@ class TimeSeriesDataModule(DataModule):
         self.test_dataset = self._make(self.test_raw, np.arange(len(self.test_raw.labels)))
         if self.validate_on_test:
             self.val_dataset = self.test_dataset
+
+
+    # loader="memory" hooks
+    def memory_arrays(self, split: str) -> tuple[torch.Tensor, ...] | None:
+        """``(series (N, C, L), labels (N,))``, plus ``lengths (N,)`` with ``return_lengths``."""
+        dataset = getattr(self, f"{split}_dataset")
+        if not isinstance(dataset, _SeriesSplit):
+            return None
+        if dataset.return_lengths:
+            return dataset.series, dataset.labels, dataset.lengths
+        return dataset.series, dataset.labels
+
+    def memory_transform(self, train: bool) -> None:
+        """None: no augmentation (nor on the per-sample path)."""
+        return None
 
 
 class UCRDataModule(TimeSeriesDataModule):
