@@ -195,7 +195,53 @@ class BucketBatchSampler(BatchSampler):
         yield from self.batches()[skip:]
 
 
-class ResumableDataLoader(DataLoader):
+class ResumePosition:
+    """The mid-epoch position of a resumable loader over an :class:`EpochSampler`, in checkpoints.
+
+    Shared by :class:`ResumableDataLoader` and the in-memory
+    :class:`~lightning_sparse.data.memory.MemoryBatchLoader`: the subclass sets ``resumable``,
+    ``sampler`` and ``progress``, calls :meth:`_init_position` once and :meth:`_begin_epoch`
+    when an iteration starts (it returns the batches to skip), and counts ``self._done``.
+    """
+
+    resumable: bool
+    sampler: Any
+    progress: Callable[[], int | None] | None
+
+    def _init_position(self) -> None:
+        self._epoch: int | None = None  # epoch of the current (or last) iteration
+        self._done = 0  # batches of that epoch used so far, skipped ones included
+        self._resume: tuple[int, int] | None = None  # (epoch, batches) to skip in the next iteration
+
+    def _begin_epoch(self, epoch: int) -> int:
+        """Start iterating ``epoch``: the batches a restored position skips (0 otherwise)."""
+        skip = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
+        self._resume = None
+        self._epoch, self._done = epoch, skip
+        return skip
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the current epoch stands: ``{"epoch", "batches", "sampler"}`` (empty if not resumable)."""
+        if not self.resumable:
+            return {}
+        if self._resume is not None:  # restored but not iterated yet: keep the restored position
+            return {"epoch": self._resume[0], "batches": self._resume[1], "sampler": self.sampler.state_dict()}
+        done = self.progress() if self.progress is not None else None
+        return {
+            "epoch": self.sampler.epoch if self._epoch is None else self._epoch,
+            "batches": self._done if done is None else int(done),
+            "sampler": self.sampler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make the next iteration of ``state["epoch"]`` continue after ``state["batches"]`` batches."""
+        if not state or not self.resumable:
+            return
+        self.sampler.load_state_dict(state["sampler"])
+        self._resume = int(state["epoch"]), int(state["batches"])
+
+
+class ResumableDataLoader(ResumePosition, DataLoader):
     """A ``DataLoader`` over an :class:`EpochSampler` whose state resumes mid-epoch.
 
     ``state_dict()`` is ``{"epoch", "batches", "sampler"}``: the epoch being iterated, the
@@ -237,9 +283,7 @@ class ResumableDataLoader(DataLoader):
             object.__setattr__(self, "sampler", inner)
         self.resumable = isinstance(self.sampler, EpochSampler) and (self.batch_size is not None or self._skips_batches)
         self.progress = progress
-        self._epoch: int | None = None  # epoch of the current (or last) iteration
-        self._done = 0  # batches of that epoch used so far, skipped ones included
-        self._resume: tuple[int, int] | None = None  # (epoch, batches) to skip in the next iteration
+        self._init_position()
 
     def __iter__(self) -> Iterator[Any]:
         return self._batches()
@@ -248,38 +292,14 @@ class ResumableDataLoader(DataLoader):
         if not self.resumable:
             yield from super().__iter__()
             return
-        epoch, skip = self.sampler.epoch, 0
-        if self._resume is not None and self._resume[0] == epoch:
-            skip = self._resume[1]
-        self._resume = None
+        skip = self._begin_epoch(self.sampler.epoch)
         if self._skips_batches:
             self.batch_sampler.skip = skip
         else:
             self.sampler.skip = skip * self.batch_size
-        self._epoch, self._done = epoch, skip
         for batch in super().__iter__():
             self._done += 1
             yield batch
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where the current epoch stands: ``{"epoch", "batches", "sampler"}``."""
-        if not self.resumable:
-            return {}
-        done = self.progress() if self.progress is not None else None
-        if self._resume is not None:  # restored but not iterated yet: keep the restored position
-            return {"epoch": self._resume[0], "batches": self._resume[1], "sampler": self.sampler.state_dict()}
-        return {
-            "epoch": self.sampler.epoch if self._epoch is None else self._epoch,
-            "batches": self._done if done is None else int(done),
-            "sampler": self.sampler.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Make the next iteration of ``state["epoch"]`` continue after ``state["batches"]`` batches."""
-        if not state or not self.resumable:
-            return
-        self.sampler.load_state_dict(state["sampler"])
-        self._resume = int(state["epoch"]), int(state["batches"])
 
 
 class IndexedDataset(Dataset):

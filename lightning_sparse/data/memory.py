@@ -55,7 +55,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lightning_sparse.data.loading import EpochSampler
+from lightning_sparse.data.loading import EpochSampler, ResumePosition
 
 __all__ = [
     "BatchCompose",
@@ -229,7 +229,7 @@ class _InOrder:
         return self.n
 
 
-class MemoryBatchLoader:
+class MemoryBatchLoader(ResumePosition):
     """Batches of in-memory tensors by index gather, with a per-batch transform; resumable.
 
     Args:
@@ -273,9 +273,7 @@ class MemoryBatchLoader:
         self.resumable = isinstance(self.sampler, EpochSampler)
         self.num_workers = 0  # batches are built in the main process
         self.batch_sampler = None  # what Lightning's loader inspection expects of a loader with a `sampler`
-        self._epoch: int | None = None  # epoch of the current (or last) iteration
-        self._done = 0  # batches of that epoch used so far, skipped ones included
-        self._resume: tuple[int, int] | None = None  # (epoch, batches) to skip in the next iteration
+        self._init_position()
 
     @property
     def dataset_size(self) -> int:
@@ -303,10 +301,8 @@ class MemoryBatchLoader:
         return tuple(out)
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        epoch, skip = int(getattr(self.sampler, "epoch", 0)), 0
-        if self.resumable and self._resume is not None and self._resume[0] == epoch:
-            skip = self._resume[1]
-        self._resume = None
+        epoch = int(getattr(self.sampler, "epoch", 0))
+        skip = self._begin_epoch(epoch) if self.resumable else 0
         if self.resumable:
             self.sampler.skip = skip * self.batch_size
         order = torch.as_tensor([int(i) for i in self.sampler], dtype=torch.int64)
@@ -318,23 +314,3 @@ class MemoryBatchLoader:
             batch = self.batch(order[start : start + self.batch_size], generator)
             self._done += 1
             yield batch
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where the current epoch stands: ``{"epoch", "batches", "sampler"}`` (empty if not resumable)."""
-        if not self.resumable:
-            return {}
-        if self._resume is not None:  # restored but not iterated yet: keep the restored position
-            return {"epoch": self._resume[0], "batches": self._resume[1], "sampler": self.sampler.state_dict()}
-        done = self.progress() if self.progress is not None else None
-        return {
-            "epoch": self.sampler.epoch if self._epoch is None else self._epoch,
-            "batches": self._done if done is None else int(done),
-            "sampler": self.sampler.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Make the next iteration of ``state["epoch"]`` continue after ``state["batches"]`` batches."""
-        if not state or not self.resumable:
-            return
-        self.sampler.load_state_dict(state["sampler"])
-        self._resume = int(state["epoch"]), int(state["batches"])
