@@ -249,7 +249,7 @@ class SparseTask(L.LightningModule):
         loss_kwargs = {"on_step": True, "on_epoch": True} if train and self.train_loss_on_epoch else {}
         self.log(f"{stage}/loss", loss, prog_bar=train, batch_size=len(y), **loss_kwargs)
         for name, metric in self.stage_metrics(stage).items():
-            metric(logits, y)
+            metric.update(logits, y)  # epoch values only: no per-batch compute (a forward would do both)
             epoch_only = {"on_step": False, "on_epoch": True} if train else {}
             prog_bar = stage == "val" and name in self.prog_bar_metrics
             self.log(f"{stage}/{name}", metric, prog_bar=prog_bar, **epoch_only)

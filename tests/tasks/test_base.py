@@ -151,3 +151,14 @@ def test_rng_states_saved_and_restored_before_the_next_training_batch(tmp_path):
 
     loaded = ImageClassifier.load_from_checkpoint(tmp_path / "ckpt" / "epoch=0-step=2.ckpt")
     assert loaded._pending_rng_states is None  # loading weights alone touches no global state
+
+
+def test_the_logged_training_accuracy_is_the_epoch_accuracy(tmp_path):
+    """Training metrics are updated every batch (no per-batch compute) and logged as the epoch's value."""
+    task = ImageClassifier("mlp", _MLP, num_classes=4, scheduler="none", lr=1e-12, momentum=0.0, weight_decay=0.0)
+    data = _Indexed(40)
+    expected = (task(data.x).argmax(1) == data.y).float().mean().item()  # the weights barely move (lr 1e-12)
+    trainer = _trainer(tmp_path, max_steps=-1, max_epochs=1, log_every_n_steps=4)
+    trainer.fit(task, DataLoader(data, batch_size=4))
+    assert trainer.callback_metrics["train/acc"].item() == pytest.approx(expected, abs=1e-6)
+    assert "train/loss" in trainer.callback_metrics
