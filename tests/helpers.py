@@ -155,3 +155,18 @@ class StopAfterFirstEpoch(Callback):
 
     def on_train_epoch_end(self, trainer, pl_module):
         trainer.should_stop = True
+
+
+def assert_resume_matches_uninterrupted(fit, tmp_path) -> None:
+    """``fit(root, callbacks=..., ckpt_path=...)`` returns the fitted module of a 2-epoch run: a run
+    stopped after its first epoch and resumed from that epoch's checkpoint ends where the
+    uninterrupted run ends (every state-dict entry)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    full = fit(tmp_path / "full")
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, every_n_epochs=1)
+    fit(tmp_path / "first", callbacks=[ckpt, StopAfterFirstEpoch()])
+    path = next((tmp_path / "ckpt").glob("epoch=0*.ckpt"))
+    resumed = fit(tmp_path / "resumed", ckpt_path=str(path))
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name

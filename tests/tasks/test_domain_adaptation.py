@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch import Trainer, seed_everything
-from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_sparse.core import instance_weighting as iw
 from lightning_sparse.tasks.domain_adaptation import LOSS_PRESETS, DomainAdaptation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import StopAfterFirstEpoch  # noqa: E402
+from helpers import assert_resume_matches_uninterrupted  # noqa: E402
 
 MLP = {"in_features": 16, "hidden_sizes": [16]}
 K = 3  # source classes
@@ -161,13 +160,7 @@ def test_class_weights_are_epoch_means_of_the_source_weights(tmp_path):
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path):
-    full, _ = _fit(tmp_path / "full", "universal", max_epochs=2)
-    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, every_n_epochs=1)
-    _fit(tmp_path / "first", "universal", max_epochs=2, callbacks=[ckpt, StopAfterFirstEpoch()])
-    path = next((tmp_path / "ckpt").glob("epoch=0*.ckpt"))
-    resumed, _ = _fit(tmp_path / "resumed", "universal", max_epochs=2, ckpt_path=str(path))
-    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
-        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+    assert_resume_matches_uninterrupted(lambda root, **kw: _fit(root, "universal", max_epochs=2, **kw)[0], tmp_path)
 
 
 def test_backbone_checkpoint_is_loaded(tmp_path):

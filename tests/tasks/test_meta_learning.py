@@ -9,7 +9,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import Trainer, seed_everything
-from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_sparse.core.min_norm import min_norm_weights
@@ -17,7 +16,7 @@ from lightning_sparse.tasks.meta_learning import MultiObjectiveMetaLearner
 from lightning_sparse.tasks.minimax_entropy import MinimaxEntropyAdaptation, adversarial_entropy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import StopAfterFirstEpoch  # noqa: E402
+from helpers import assert_resume_matches_uninterrupted  # noqa: E402
 
 CNN = {"in_channels": 1, "width": 4}
 CLASSES = [3, 2]
@@ -125,13 +124,7 @@ def test_tiny_fit_of_each_method_logs_per_task_accuracy_and_weights(tmp_path, me
 
 
 def test_moml_resume_matches_an_uninterrupted_run(tmp_path):
-    full, _ = _fit(tmp_path / "full", "moml", epochs=2)
-    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, every_n_epochs=1)
-    _fit(tmp_path / "first", "moml", epochs=2, callbacks=[ckpt, StopAfterFirstEpoch()])
-    path = next((tmp_path / "ckpt").glob("epoch=0*.ckpt"))
-    resumed, _ = _fit(tmp_path / "resumed", "moml", epochs=2, ckpt_path=str(path))
-    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
-        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+    assert_resume_matches_uninterrupted(lambda root, **kw: _fit(root, "moml", epochs=2, **kw)[0], tmp_path)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
