@@ -1,9 +1,22 @@
 """CPU kernels of the truly sparse layers: row-parallel CSR SpMM and a true SDDMM.
 
-Compiled with numba on first use (no build step; cached on disk where the package directory is
-writable). Every kernel works on *feature-major* dense operands, i.e. ``X^T`` of shape
-``(features, batch)``, so that the inner loop of each kernel runs over one contiguous row of
-length ``batch`` and vectorises:
+Two implementations of the same products, chosen once per process (:func:`implementation`):
+
+* ``"cpp"`` (preferred): a small C++ extension (``csrc/sparse_kernels.cpp``) compiled with torch's
+  ``cpp_extension`` on first use (about 10 s, cached on disk per source, compiler flags, torch
+  version and CPU) whose loops run on **torch's own intra-op thread pool** (``at::parallel_for``):
+  the kernels and torch's dense ops (the output layer, the loss, the optimizer) share one set of
+  threads, so neither waits for the other's pool to wake up or to yield a core;
+* ``"numba"``: the same loops compiled by numba (cached on disk where the package directory is
+  writable), on numba's thread pool -- the fallback when no C++ compiler is available.
+
+``LIGHTNING_SPARSE_KERNELS`` overrides the choice: ``cpp``, ``numba`` or ``torch`` (no CPU
+kernels: :class:`~lightning_sparse.nn.SparseLinear` uses torch's sparse ops); unset or ``auto``
+tries ``cpp`` and falls back to ``numba`` with a warning naming the build error.
+
+Every kernel works on *feature-major* dense operands, i.e. ``X^T`` of shape ``(features, batch)``,
+so that the inner loop of each kernel runs over one contiguous row of length ``batch`` and
+vectorises:
 
 * :func:`spmm` -- ``Y^T = A @ X^T (+ b)``: for each row ``r`` of the CSR matrix ``A``, the
   output row is ``sum_k a_k X^T[col_k]`` (rows in parallel, no write conflicts);
@@ -16,37 +29,55 @@ These are the kernels of "Nerva: a Truly Sparse Implementation of Neural Network
 al., 2024, arXiv:2407.17437), except that Nerva computes the weight gradient densely and then
 gathers it; here it costs ``O(nnz * batch)``.
 
-Threads: as many as torch's intra-op pool (``torch.get_num_threads()``), and one thread below
-:data:`PARALLEL_MIN_WORK` multiply-adds. numba picks its threading layer (OpenMP where
-available; ``NUMBA_THREADING_LAYER`` overrides it). Measured on 2 cores for a 1024 x 3072 layer
-at density 0.0078, batch 100: 0.11 ms with the OpenMP layer, 0.26 ms with ``workqueue`` (its
-wake-up costs more than the second thread saves), 0.21 ms on one thread. On a machine busy with
-other processes an OpenMP region can wait for a descheduled thread (numba's pool and torch's are
-separate); ``NUMBA_THREADING_LAYER=workqueue`` avoids that at the cost above. Calls are
-serialised by a lock (not every layer is re-entrant).
-
-When numba is missing (or ``LIGHTNING_SPARSE_KERNELS=torch``), :data:`AVAILABLE` is ``False``
-and :class:`~lightning_sparse.nn.SparseLinear` falls back to torch's sparse ops.
+Threads: as many as torch's intra-op pool (``torch.get_num_threads()``), rows split into chunks of
+equal non-zero count (``cpp``) or equal row count (``numba``), and one thread below
+:data:`PARALLEL_MIN_WORK` multiply-adds. The numba pool's threading layer is numba's choice
+(OpenMP where available; ``NUMBA_THREADING_LAYER`` overrides it); numba calls are serialised by a
+lock (not every numba layer is re-entrant).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import threading
 import types
+import warnings
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["AVAILABLE", "PARALLEL_MIN_WORK", "SUPPORTED_DTYPES", "sddmm", "spmm", "supports"]
+__all__ = [
+    "AVAILABLE",
+    "feature_major",
+    "IMPLEMENTATIONS",
+    "PARALLEL_MIN_WORK",
+    "SUPPORTED_DTYPES",
+    "implementation",
+    "sddmm",
+    "spmm",
+    "supports",
+]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 """Value dtypes the numba kernels handle (others use the torch fallback)."""
 
+IMPLEMENTATIONS = ("cpp", "numba")
+"""The CPU kernel implementations, in order of preference (see the module docstring)."""
+
+_CHOICES = ("auto", "cpp", "numba", "torch")
+_REQUESTED = os.environ.get("LIGHTNING_SPARSE_KERNELS", "auto").strip().lower() or "auto"
+if _REQUESTED not in _CHOICES:
+    raise ValueError(
+        f"LIGHTNING_SPARSE_KERNELS must be one of {_CHOICES}, got {os.environ['LIGHTNING_SPARSE_KERNELS']!r}."
+    )
+
 try:  # pragma: no cover - exercised through AVAILABLE
-    if os.environ.get("LIGHTNING_SPARSE_KERNELS", "").lower() == "torch":
+    if _REQUESTED == "torch":
         raise ImportError("disabled by LIGHTNING_SPARSE_KERNELS=torch")
     import numba
     from numba import prange
@@ -56,6 +87,8 @@ except ImportError:  # pragma: no cover - depends on the environment
     numba = None  # type: ignore[assignment]
     prange = range  # type: ignore[assignment,misc]
     AVAILABLE = False
+"""Whether CPU kernels exist in this process (numba importable; the C++ kernels need numba as the
+fallback they fall back to). ``False`` under ``LIGHTNING_SPARSE_KERNELS=torch``."""
 
 _lock = threading.Lock()
 
@@ -142,6 +175,122 @@ _spmm_parallel, _spmm_serial = _njit(_spmm_kernel)
 _sddmm_parallel, _sddmm_serial = _njit(_sddmm_kernel)
 
 
+_SOURCE = Path(__file__).with_name("csrc") / "sparse_kernels.cpp"
+_CFLAGS = ["-O3", "-march=native", "-fopenmp", "-std=c++17"]
+_impl: Optional[str] = None
+_impl_lock = threading.Lock()
+
+
+def _cpu_tag() -> str:
+    """What the compiled code depends on besides its source: the CPU (``-march=native``), torch."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return f"{platform.machine()}|{flags}|{torch.__version__}|{' '.join(_CFLAGS)}"
+
+
+_cpp_error: Optional[BaseException] = None
+_cpp_loaded = False
+
+
+def _ensure_cpp() -> None:
+    """Build or load the C++ kernels once per process; re-raise the first failure on later calls."""
+    global _cpp_error, _cpp_loaded
+    if _cpp_loaded:
+        return
+    if _cpp_error is not None:
+        raise _cpp_error
+    with _impl_lock:
+        if not _cpp_loaded and _cpp_error is None:
+            try:
+                _build_cpp()
+                _cpp_loaded = True
+            except Exception as err:  # no compiler, no ninja, a failed build
+                _cpp_error = err
+    if _cpp_error is not None:
+        raise _cpp_error
+
+
+def _build_cpp() -> None:
+    """Compile (once per source/flags/torch/CPU; then load from the cache) and register the ops."""
+    source = _SOURCE.read_bytes()
+    digest = hashlib.sha1(source + _cpu_tag().encode()).hexdigest()[:12]
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions")
+    build_dir = root / f"lightning_sparse_kernels_{digest}"
+    name = "lightning_sparse_kernels"
+    library = build_dir / f"{name}.so"
+    if library.exists():
+        torch.ops.load_library(str(library))
+        return
+    build_dir.mkdir(parents=True, exist_ok=True)
+    import logging
+
+    from torch.utils import cpp_extension
+
+    # importing cpp_extension warns that no CUDA runtime exists on CPU machines; irrelevant here
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    cpp_extension.load(
+        name=name,
+        sources=[str(_SOURCE)],
+        extra_cflags=_CFLAGS,
+        extra_ldflags=["-fopenmp"],
+        build_directory=str(build_dir),
+        is_python_module=False,
+        verbose=False,
+    )
+
+
+def implementation() -> Optional[str]:
+    """The CPU kernels this process uses: ``"cpp"``, ``"numba"`` or ``None`` (torch's sparse ops).
+
+    Resolved on the first call (which compiles the C++ kernels if they are not cached yet): the
+    ``LIGHTNING_SPARSE_KERNELS`` choice, or ``"cpp"`` falling back to ``"numba"`` (with a
+    warning) when the extension cannot be built.
+
+    Raises:
+        RuntimeError: under ``LIGHTNING_SPARSE_KERNELS=cpp`` when the extension cannot be built.
+
+    Examples:
+        >>> implementation() in (*IMPLEMENTATIONS, None)
+        True
+    """
+    global _impl
+    if _impl is not None or not AVAILABLE:
+        return _impl
+    if _REQUESTED == "numba":
+        _impl = "numba"
+        return _impl
+    try:
+        _ensure_cpp()
+        _impl = "cpp"
+    except Exception as err:
+        if _REQUESTED == "cpp":
+            raise RuntimeError(f"LIGHTNING_SPARSE_KERNELS=cpp, but the C++ kernels could not be built: {err}") from err
+        warnings.warn(
+            "lightning_sparse: the C++ sparse kernels could not be built "
+            f"({type(err).__name__}: ...{str(err)[-400:]}); using the numba kernels instead.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        _impl = "numba"
+    return _impl
+
+
+def _resolve(impl: Optional[str]) -> Optional[str]:
+    if impl is None:
+        return implementation()
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(f"`impl` must be one of {IMPLEMENTATIONS}, got {impl!r}.")
+    if not AVAILABLE:
+        return None
+    if impl == "cpp":
+        _ensure_cpp()  # raises the build error
+    return impl
+
+
 def supports(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether the numba kernels can compute in ``dtype`` on ``device``.
 
@@ -163,6 +312,24 @@ def _threads() -> None:
         numba.set_num_threads(wanted)
 
 
+def feature_major(x: Tensor, impl: Optional[str] = None) -> Tensor:
+    """``x.t().contiguous()`` for a 2-D ``(batch, features)`` tensor: ``(features, batch)``.
+
+    No copy when ``x`` already lies in feature-major memory (a layer's ``batch_major`` output);
+    with the C++ kernels a tiled, multi-threaded transpose (torch's copy of a transposed matrix
+    is single-threaded and strided), else torch's.
+
+    Examples:
+        >>> feature_major(torch.arange(6.0).view(2, 3))
+        tensor([[0., 3.],
+                [1., 4.],
+                [2., 5.]])
+    """
+    if x.dim() == 2 and x.dtype in SUPPORTED_DTYPES and x.device.type == "cpu" and _resolve(impl) == "cpp":
+        return torch.ops.lightning_sparse.feature_major(x.detach())
+    return x.detach().t().contiguous()
+
+
 def spmm(
     crow: Tensor,
     col: Tensor,
@@ -170,19 +337,26 @@ def spmm(
     xt: Tensor,
     bias: Optional[Tensor] = None,
     perm: Optional[Tensor] = None,
+    impl: Optional[str] = None,
+    batch_major: bool = False,
 ) -> Tensor:
     """``A @ X^T (+ bias[:, None])`` for a CSR matrix ``A`` and a feature-major ``X^T``.
 
     Args:
-        crow: int64 ``(rows + 1,)`` row pointers of ``A``.
-        col: int64 ``(nnz,)`` column of each non-zero.
+        crow: int32 or int64 ``(rows + 1,)`` row pointers of ``A``.
+        col: ``(nnz,)`` column of each non-zero, ``crow``'s dtype.
         values: ``(nnz,)`` non-zeros of ``A`` -- or of another matrix, gathered through ``perm``.
         xt: dense ``(cols, batch)``; made contiguous if it is not.
         bias: optional ``(rows,)`` added to every column of the result.
-        perm: optional int64 ``(nnz,)``; the ``k``-th non-zero of ``A`` is ``values[perm[k]]``.
+        perm: optional ``(nnz,)`` of ``col``'s dtype; the ``k``-th non-zero of ``A`` is
+            ``values[perm[k]]``.
+        impl: ``"cpp"`` or ``"numba"``; default :func:`implementation`.
+        batch_major: return the transpose ``(batch, rows)`` instead, with strides ``(1, batch)``:
+            the same memory, but a tensor of its own rather than a view, so autograd allows
+            in-place ops on it (``nn.ReLU(inplace=True)`` after a layer) at no extra cost.
 
     Returns:
-        Contiguous ``(rows, batch)`` tensor of ``values``' dtype.
+        Contiguous ``(rows, batch)`` tensor of ``values``' dtype (``batch_major``: its transpose).
 
     Examples:
         >>> crow, col = torch.tensor([0, 1, 3]), torch.tensor([1, 0, 1])
@@ -190,12 +364,20 @@ def spmm(
         tensor([[20., 40.],
                 [31., 62.]])
     """
-    if not AVAILABLE:
-        raise RuntimeError("numba is not available; use the torch path of SparseLinear.")
+    impl = _resolve(impl)
+    if impl is None:
+        raise RuntimeError("no CPU kernels (numba missing or LIGHTNING_SPARSE_KERNELS=torch); use the torch path of SparseLinear.")
+    if impl == "cpp":
+        return torch.ops.lightning_sparse.spmm(
+            crow, col, values.detach(), perm, xt.detach(), None if bias is None else bias.detach(), PARALLEL_MIN_WORK,
+            batch_major,
+        )
     xt = xt.detach().contiguous()
-    out = torch.empty(crow.numel() - 1, xt.shape[1], dtype=values.dtype)
+    rows, n = crow.numel() - 1, xt.shape[1]
+    result = torch.empty_strided((n, rows), (1, n), dtype=values.dtype) if batch_major else torch.empty(rows, n, dtype=values.dtype)
+    out = result.t() if batch_major else result  # (rows, n), C-contiguous either way
     if out.numel() == 0:
-        return out
+        return result
     v = values.detach().numpy()
     p = perm.numpy() if perm is not None else crow[:1].numpy()
     b = bias.detach().numpy() if bias is not None else v[:0]
@@ -205,17 +387,18 @@ def spmm(
         kernel(
             crow.numpy(), col.numpy(), v, p, perm is not None, xt.numpy(), b, bias is not None, out.numpy()
         )
-    return out
+    return result
 
 
-def sddmm(crow: Tensor, col: Tensor, gt: Tensor, xt: Tensor) -> Tensor:
+def sddmm(crow: Tensor, col: Tensor, gt: Tensor, xt: Tensor, impl: Optional[str] = None) -> Tensor:
     """``(G^T X)`` at the non-zeros of a CSR pattern, in CSR order.
 
     Args:
-        crow: int64 ``(rows + 1,)`` row pointers of the pattern.
-        col: int64 ``(nnz,)`` column of each non-zero.
+        crow: int32 or int64 ``(rows + 1,)`` row pointers of the pattern.
+        col: ``(nnz,)`` column of each non-zero, ``crow``'s dtype.
         gt: dense ``(rows, batch)`` (e.g. the output gradient, feature-major).
         xt: dense ``(cols, batch)`` (e.g. the layer input, feature-major).
+        impl: ``"cpp"`` or ``"numba"``; default :func:`implementation`.
 
     Returns:
         ``(nnz,)`` tensor; entry ``k`` is ``gt[row_k] . xt[col_k]``.
@@ -225,8 +408,11 @@ def sddmm(crow: Tensor, col: Tensor, gt: Tensor, xt: Tensor) -> Tensor:
         >>> sddmm(crow, col, torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
         tensor([2., 3.])
     """
-    if not AVAILABLE:
-        raise RuntimeError("numba is not available; use the torch path of SparseLinear.")
+    impl = _resolve(impl)
+    if impl is None:
+        raise RuntimeError("no CPU kernels (numba missing or LIGHTNING_SPARSE_KERNELS=torch); use the torch path of SparseLinear.")
+    if impl == "cpp":
+        return torch.ops.lightning_sparse.sddmm(crow, col, gt.detach(), xt.detach(), PARALLEL_MIN_WORK)
     gt = gt.detach().contiguous()
     xt = xt.detach().contiguous()
     out = torch.empty(col.numel(), dtype=gt.dtype)

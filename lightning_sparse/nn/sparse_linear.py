@@ -4,11 +4,12 @@ Implements the layer of "Nerva: a Truly Sparse Implementation of Neural Networks
 (Wesselink et al., 2024, arXiv:2407.17437): the weight stores only its non-zeros (CSR values +
 structure) and both passes use sparse products, so time and memory shrink with density.
 
-Kernels: on CPU (float32/float64) the products run in the numba kernels of
+Kernels: on CPU (float32/float64) the products run in the kernels of
 :mod:`lightning_sparse.nn.kernels` (row-parallel CSR SpMM on feature-major operands and a true
-SDDMM); elsewhere (CUDA, bfloat16, no numba) in torch's sparse ops.
+SDDMM; C++ on torch's thread pool, or numba); elsewhere (CUDA, bfloat16, no numba) in torch's
+sparse ops.
 
-Deviations from Nerva (torch path; the numba kernels follow the same plan):
+Deviations from Nerva (torch path; the CPU kernels follow the same plan):
 
 * the forward computes ``(W @ X^T)^T`` with the sparse operand on the left (``dense @ csr`` and
   COO products are several times slower in torch);
@@ -29,9 +30,11 @@ from . import kernels
 
 __all__ = ["BACKENDS", "SparseLinear", "csr_structure", "transpose_structure"]
 
-BACKENDS = ("auto", "numba", "torch")
-"""Kernel choices of :class:`SparseLinear`: ``"auto"`` uses the numba kernels where they apply
-(float32/float64 on CPU, numba installed) and torch's sparse ops elsewhere (CUDA, bfloat16)."""
+BACKENDS = ("auto", "cpp", "numba", "torch")
+"""Kernel choices of :class:`SparseLinear`: ``"auto"`` uses the CPU kernels where they apply
+(float32/float64 on CPU; the C++ ones, or numba's where no compiler exists, see
+:func:`lightning_sparse.nn.kernels.implementation`) and torch's sparse ops elsewhere (CUDA,
+bfloat16); ``"cpp"`` / ``"numba"`` require that implementation; ``"torch"`` never uses them."""
 
 _SDDMM_CHUNK_ELEMENTS = 1 << 24  # bound on the gather fallback's temporary (nnz_chunk * batch)
 
@@ -127,9 +130,11 @@ def _sddmm(
 class _SparseLinearFunction(torch.autograd.Function):
     """``y^T = W x^T + b`` with ``W`` given as CSR values and a fixed structure.
 
-    Returns the feature-major ``(out, N)`` result; the module transposes it *outside* the
-    Function, so the ``(N, out)`` view it hands on may be modified in place (e.g. by
-    ``nn.ReLU(inplace=True)``), which autograd forbids for views made inside a Function.
+    With the CPU kernels it returns ``(N, out)`` in feature-major memory (strides ``(1, N)``): a
+    tensor of its own, not a view, so it may be modified in place (``nn.ReLU(inplace=True)``)
+    without autograd's copy-on-write of views, and the next layer reads it as ``(out, N)``
+    without a copy. On torch's path it returns the feature-major ``(out, N)`` product, which the
+    module transposes *outside* the Function (autograd forbids in-place ops on views made inside).
     """
 
     @staticmethod
@@ -145,19 +150,19 @@ class _SparseLinearFunction(torch.autograd.Function):
         t_col: Tensor,
         t_perm: Tensor,
         out_features: int,
-        use_kernels: bool,
+        impl: Optional[str],
     ) -> Tensor:
         ctx.out_features = out_features
         ctx.has_bias = bias is not None
-        ctx.use_kernels = use_kernels
-        if use_kernels:
+        ctx.impl = impl
+        if impl is not None:
             # Feature-major operands: every kernel loop runs over a contiguous batch row. The
-            # module returns the transposed view of y_t, so a following SparseLinear (or a ReLU
-            # in between) hands its input over without a copy.
-            x_t = x.t().contiguous()  # (in, N)
-            y_t = kernels.spmm(crow, col, values, x_t, bias)  # (out, N)
+            # result is (N, out) in feature-major memory, so a following SparseLinear (or an
+            # elementwise op in between, which keeps the layout) hands its input over without a copy.
+            x_t = kernels.feature_major(x, impl)  # (in, N)
+            y = kernels.spmm(crow, col, values, x_t, bias, impl=impl, batch_major=True)  # (N, out)
             ctx.save_for_backward(x_t, values, crow, col, row, t_crow, t_col, t_perm)
-            return y_t
+            return y
         in_features = x.shape[1]
         weight = torch.sparse_csr_tensor(
             crow, col, values, (out_features, in_features), check_invariants=False
@@ -170,25 +175,26 @@ class _SparseLinearFunction(torch.autograd.Function):
         return y_t  # (out, N)
 
     @staticmethod
-    def backward(ctx: Any, grad_y_t: Tensor) -> tuple[Optional[Tensor], ...]:  # type: ignore[override]
-        with torch.autocast(grad_y_t.device.type, enabled=False):
-            return _SparseLinearFunction._backward(ctx, grad_y_t.to(ctx.saved_tensors[1].dtype))
+    def backward(ctx: Any, grad: Tensor) -> tuple[Optional[Tensor], ...]:  # type: ignore[override]
+        # `grad` has the output's shape: (N, out) with the kernels, (out, N) on torch's path
+        with torch.autocast(grad.device.type, enabled=False):
+            return _SparseLinearFunction._backward(ctx, grad.to(ctx.saved_tensors[1].dtype))
 
     @staticmethod
-    def _backward(ctx: Any, grad_y_t: Tensor) -> tuple[Optional[Tensor], ...]:
-        if ctx.use_kernels:
+    def _backward(ctx: Any, grad: Tensor) -> tuple[Optional[Tensor], ...]:
+        if ctx.impl is not None:
             x_t, values, crow, col, row, t_crow, t_col, t_perm = ctx.saved_tensors
-            g_t = grad_y_t.contiguous()  # (out, N); no copy when it comes feature-major
+            g_t = kernels.feature_major(grad, ctx.impl)  # (out, N) from the (N, out) gradient; no copy when feature-major
             grad_x = grad_values = grad_bias = None
             if ctx.needs_input_grad[0]:
-                grad_x = kernels.spmm(t_crow, t_col, values, g_t, perm=t_perm).t()
+                grad_x = kernels.spmm(t_crow, t_col, values, g_t, perm=t_perm, impl=ctx.impl, batch_major=True)
             if ctx.needs_input_grad[1]:
-                grad_values = kernels.sddmm(crow, col, g_t, x_t)
+                grad_values = kernels.sddmm(crow, col, g_t, x_t, impl=ctx.impl)
             if ctx.has_bias and ctx.needs_input_grad[2]:
                 grad_bias = g_t.sum(1)
             return (grad_x, grad_values, grad_bias) + (None,) * 8
         x, values, crow, col, row, t_crow, t_col, t_perm = ctx.saved_tensors
-        grad_out = grad_y_t.t().contiguous()  # (N, out); e.g. `.sum()` gives a stride-0 gradient
+        grad_out = grad.t().contiguous()  # (N, out); e.g. `.sum()` gives a stride-0 gradient
         grad_x = grad_values = grad_bias = None
         if ctx.needs_input_grad[0]:
             weight_t = torch.sparse_csr_tensor(
@@ -221,9 +227,10 @@ class SparseLinear(nn.Module):
         values: initial non-zeros in row-major (CSR) order, shape ``(mask.sum(),)``;
             zeros if not given.
         bias: whether to learn an additive bias (initialised to zero).
-        backend: ``"auto"`` (default: the numba kernels for float32/float64 on CPU when numba is
-            installed, torch's sparse ops otherwise), ``"numba"`` (require the kernels) or
-            ``"torch"`` (torch's sparse ops only). Can be changed later through ``.backend``.
+        backend: ``"auto"`` (default: the CPU kernels for float32/float64 on CPU, torch's sparse
+            ops otherwise), ``"cpp"`` / ``"numba"`` (require that kernel implementation) or
+            ``"torch"`` (torch's sparse ops only). Can be changed later through ``.backend``;
+            see :data:`BACKENDS`.
 
     Raises:
         ValueError: if ``mask`` is not a bool tensor of shape ``(out_features, in_features)``,
@@ -279,15 +286,20 @@ class SparseLinear(nn.Module):
     # ----------------------------------------------------------------------------- construction
     @property
     def backend(self) -> str:
-        """The kernel choice: ``"auto"``, ``"numba"`` or ``"torch"`` (see the class docstring)."""
+        """The kernel choice: one of :data:`BACKENDS` (see the class docstring)."""
         return self._backend
 
     @backend.setter
     def backend(self, value: str) -> None:
         if value not in BACKENDS:
             raise ValueError(f"`backend` must be one of {BACKENDS}, got {value!r}.")
-        if value == "numba" and not kernels.AVAILABLE:
-            raise ValueError("`backend='numba'` needs the numba package; install it or use 'auto'/'torch'.")
+        if value in ("cpp", "numba") and not kernels.AVAILABLE:
+            raise ValueError(f"`backend={value!r}` needs the numba package; install it or use 'auto'/'torch'.")
+        if value == "cpp":
+            try:
+                kernels._ensure_cpp()
+            except Exception as err:
+                raise ValueError(f"`backend='cpp'` needs the C++ kernels, which could not be built: {err}") from err
         self._backend = value
 
     def compute_dtype(self) -> torch.dtype:
@@ -298,16 +310,27 @@ class SparseLinear(nn.Module):
         return self.values.dtype
 
     def uses_kernels(self) -> bool:
-        """Whether the next forward runs the numba kernels (else torch's sparse ops)."""
+        """Whether the next forward runs the CPU kernels (else torch's sparse ops)."""
+        return self.kernel_implementation() is not None
+
+    def kernel_implementation(self) -> Optional[str]:
+        """The CPU kernels the next forward runs (``"cpp"`` / ``"numba"``), ``None`` for torch's ops.
+
+        Raises:
+            RuntimeError: if ``backend`` requires the kernels and the values' device or dtype
+                has none (e.g. CUDA, bfloat16 storage computes in float32 on CPU and is fine).
+        """
         if self._backend == "torch":
-            return False
+            return None
         supported = kernels.supports(self.values.device, self.compute_dtype())
-        if self._backend == "numba" and not supported:
+        if self._backend in ("cpp", "numba") and not supported:
             raise RuntimeError(
-                f"`backend='numba'` supports {kernels.SUPPORTED_DTYPES} on CPU; the values are "
+                f"`backend={self._backend!r}` supports {kernels.SUPPORTED_DTYPES} on CPU; the values are "
                 f"{self.values.dtype} on {self.values.device}. Use backend='auto'."
             )
-        return supported
+        if not supported:
+            return None
+        return kernels.implementation() if self._backend == "auto" else self._backend
 
     @classmethod
     def from_dense(cls, linear: nn.Linear, mask: Tensor, backend: str = "auto") -> "SparseLinear":
@@ -411,7 +434,7 @@ class SparseLinear(nn.Module):
         values, bias = self.values, self.bias
         compute = self.compute_dtype()
         if compute != values.dtype:
-            # half precision on CPU: compute in float32 (the numba kernels then apply) and hand
+            # half precision on CPU: compute in float32 (the CPU kernels then apply) and hand
             # back the layer's dtype; autograd casts the gradients back.
             values = values.to(compute)
             bias = bias.to(compute) if bias is not None else None
@@ -420,6 +443,7 @@ class SparseLinear(nn.Module):
             x2d = x2d.to(values.dtype)
         # Sparse products run in the weight dtype: autocast would hand them bfloat16 operands
         # that torch's CSR kernels do not implement.
+        impl = self.kernel_implementation()
         with torch.autocast(x2d.device.type, enabled=False):
             y = _SparseLinearFunction.apply(
                 x2d,
@@ -432,11 +456,14 @@ class SparseLinear(nn.Module):
                 self.t_col_indices,
                 self.t_perm,
                 self.out_features,
-                self.uses_kernels(),
-            ).t()
+                impl,
+            )
+        if impl is None:
+            y = y.t()  # outside the Function: see _SparseLinearFunction
         if y.dtype != self.values.dtype:
             y = y.to(self.values.dtype)
-        return y.reshape(*batch_shape, self.out_features)
+        # 2-D input: hand `y` itself on (a reshape, even to the same shape, would make it a view)
+        return y if x.dim() == 2 else y.reshape(*batch_shape, self.out_features)
 
     def extra_repr(self) -> str:
         return (

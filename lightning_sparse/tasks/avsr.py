@@ -362,9 +362,11 @@ class AVSpeechRecognizer(SparseTask):
         self._eval_rng.manual_seed(self.hparams.noise_seed)
 
     def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
         self._reseed_eval_noise()
 
     def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
         self._reseed_eval_noise()
 
     def on_predict_epoch_start(self) -> None:

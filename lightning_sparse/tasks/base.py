@@ -19,6 +19,13 @@ or per dataset index until replaced (:meth:`SparseTask.set_index_weights`, as th
 callback does each epoch for InfoBatch's rescaling). The learning-rate schedule is sized by
 :func:`lightning_sparse._training.estimated_stepping_batches` (pruned epochs counted as such).
 
+Logging is cheap per step (``LightningModule.log`` costs about a millisecond a call, more than a
+99%-sparse MLP's whole training step): metrics and the evaluation losses are accumulated as
+torchmetrics states every batch and handed to ``self.log`` once per epoch (Lightning computes
+them at the epoch's end); the per-step ``train/loss`` is logged every ``log_every_n_steps``
+optimizer steps (the cadence at which Lightning writes logs anyway), on the epoch's first batch
+and on the last one (set ``Trainer(log_every_n_steps=1)`` for every step).
+
 Checkpoints also carry the global torch / numpy / Python RNG states (Lightning does not save
 them): after a resume they are restored right before the first training batch, so randomness in
 the step (dropout) continues where the interrupted run left it.
@@ -36,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerFn
+from torchmetrics import MeanMetric
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
@@ -119,7 +127,7 @@ class SparseTask(L.LightningModule):
     batch_layouts: tuple[tuple[str, ...], ...] = (("x", "y"), ("x", "y", "index"))
     """Accepted tuple layouts, told apart by their length; names are :class:`Batch` fields."""
     train_loss_on_epoch: bool = False
-    """Also log the epoch mean of ``train/loss`` (then named ``train/loss_step``/``_epoch``)."""
+    """Also log the epoch mean of the training loss, as ``train/loss_epoch``."""
     prog_bar_metrics: tuple[str, ...] = ("acc",)
     """Validation metrics shown in the progress bar (``train/loss`` always is)."""
     optimizer_choices: tuple[str, ...] = ("sgd", "adamw")
@@ -132,6 +140,10 @@ class SparseTask(L.LightningModule):
         self._sample_weights: Tensor | None = None
         self._index_weights: Tensor | None = None
         self._pending_rng_states: dict[str, Any] | None = None
+        # Per-stage running loss means (non-persistent states: no checkpoint keys) and the stages
+        # whose metric objects were handed to `self.log` in the running epoch.
+        self.loss_means = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in ("train", "val", "test")})
+        self._logged_stages: set[str] = set()
 
     def check_training_args(
         self, num_classes: int, optimizer: str, scheduler: str, lr: float, momentum: float,
@@ -244,15 +256,55 @@ class SparseTask(L.LightningModule):
         self._index_weights = table
 
     # ------------------------------------------------------------------ steps
+    def log_step_values(self) -> bool:
+        """Whether this training batch logs per-step values (``train/loss``): every
+        ``log_every_n_steps`` optimizer steps, on the epoch's first batch and on the last batch of
+        the epoch or of the run; always outside a ``Trainer``."""
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        every = max(1, int(trainer.log_every_n_steps or 1))
+        return (
+            every == 1
+            or (trainer.global_step + 1) % every == 0
+            or "train" not in self._logged_stages
+            or trainer.is_last_batch
+            or trainer.should_stop
+            or (trainer.max_steps > 0 and trainer.global_step + 1 >= trainer.max_steps)
+        )
+
+    def _log_epoch_metric(self, stage: str, name: str, metric: nn.Module, first: bool, prog_bar: bool = False) -> None:
+        # A metric object needs handing to `self.log` once per epoch: Lightning keeps it and
+        # computes / resets it at the epoch's end.
+        if first:
+            self.log(f"{stage}/{name}", metric, prog_bar=prog_bar, on_step=False, on_epoch=True)
+
     def _log_stage(self, stage: str, loss: Tensor, logits: Tensor, y: Tensor) -> None:
         train = stage == "train"
-        loss_kwargs = {"on_step": True, "on_epoch": True} if train and self.train_loss_on_epoch else {}
-        self.log(f"{stage}/loss", loss, prog_bar=train, batch_size=len(y), **loss_kwargs)
+        first = stage not in self._logged_stages
+        loss = loss.detach()
+        if train:
+            if self.log_step_values():
+                self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(y))
+            if self.train_loss_on_epoch:
+                self.loss_means["train_loss"].update(loss, len(y))
+                self._log_epoch_metric("train", "loss_epoch", self.loss_means["train_loss"], first)
+        else:
+            self.loss_means[f"{stage}_loss"].update(loss, len(y))
+            self._log_epoch_metric(stage, "loss", self.loss_means[f"{stage}_loss"], first)
         for name, metric in self.stage_metrics(stage).items():
             metric.update(logits, y)  # epoch values only: no per-batch compute (a forward would do both)
-            epoch_only = {"on_step": False, "on_epoch": True} if train else {}
-            prog_bar = stage == "val" and name in self.prog_bar_metrics
-            self.log(f"{stage}/{name}", metric, prog_bar=prog_bar, **epoch_only)
+            self._log_epoch_metric(stage, name, metric, first, prog_bar=stage == "val" and name in self.prog_bar_metrics)
+        self._logged_stages.add(stage)
+
+    def on_train_epoch_start(self) -> None:
+        self._logged_stages.discard("train")
+
+    def on_validation_epoch_start(self) -> None:
+        self._logged_stages.discard("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._logged_stages.discard("test")
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         """``{"loss", "per_sample_loss"[, "index"]}`` (see :mod:`lightning_sparse.core.per_sample`)."""

@@ -51,7 +51,7 @@ __all__ = ["TimeSeriesClassifier"]
 class TimeSeriesClassifier(SparseTask):
     """Train a time series backbone (at ``self.model``) with cross-entropy on batches of series.
 
-    Logs ``train/loss`` (per step as ``train/loss_step``, epoch mean as ``train/loss_epoch``),
+    Logs ``train/loss`` (per step), its epoch mean ``train/loss_epoch``,
     ``train/acc``, ``train/f1``, ``val/loss``, ``val/acc`` (progress bar), ``val/f1``,
     ``test/loss``, ``test/acc`` and ``test/f1``. Accuracy is the share of correct predictions;
     F1 is the macro average over classes.

@@ -9,7 +9,12 @@ from torch import nn
 
 from lightning_sparse.nn import SparseLinear, kernels
 
-BACKENDS = ["torch", pytest.param("numba", marks=pytest.mark.skipif(not kernels.AVAILABLE, reason="numba missing"))]
+_CPP = kernels.AVAILABLE and kernels.implementation() == "cpp"
+BACKENDS = [
+    "torch",
+    pytest.param("numba", marks=pytest.mark.skipif(not kernels.AVAILABLE, reason="numba missing")),
+    pytest.param("cpp", marks=pytest.mark.skipif(not _CPP, reason="the C++ kernels could not be built here")),
+]
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta"),
@@ -36,7 +41,8 @@ def _dense_and_sparse(in_f: int, out_f: int, density: float, dtype=torch.float32
 @pytest.mark.parametrize("bias", [True, False])
 def test_gradcheck_float64(bias: bool, backend: str) -> None:
     _, _, layer = _dense_and_sparse(7, 5, 0.4, dtype=torch.float64, bias=bias, backend=backend)
-    assert layer.uses_kernels() == (backend == "numba")
+    assert layer.uses_kernels() == (backend != "torch")
+    assert layer.kernel_implementation() == (None if backend == "torch" else backend)
     x = torch.randn(3, 7, dtype=torch.float64, requires_grad=True)
 
     # Call the Function directly so gradcheck sees the leaf tensors it perturbs.
@@ -46,7 +52,7 @@ def test_gradcheck_float64(bias: bool, backend: str) -> None:
         return _SparseLinearFunction.apply(
             x, values, b, layer.crow_indices, layer.col_indices, layer.row_indices,
             layer.t_crow_indices, layer.t_col_indices, layer.t_perm, layer.out_features,
-            layer.uses_kernels(),
+            layer.kernel_implementation(),
         )
 
     values = layer.values.detach().clone().requires_grad_(True)
@@ -201,9 +207,10 @@ def test_empty_pattern_and_empty_batch(backend: str) -> None:
 def test_backend_choice_and_errors() -> None:
     layer = SparseLinear.from_dense(nn.Linear(6, 4), torch.ones(4, 6, dtype=torch.bool))
     assert layer.backend == "auto" and layer.uses_kernels() == kernels.AVAILABLE
+    assert layer.kernel_implementation() == kernels.implementation()
     layer.backend = "torch"
     assert not layer.uses_kernels()
-    with pytest.raises(ValueError, match=r"`backend` must be one of \('auto', 'numba', 'torch'\), got 'cuda'"):
+    with pytest.raises(ValueError, match=r"`backend` must be one of \('auto', 'cpp', 'numba', 'torch'\), got 'cuda'"):
         layer.backend = "cuda"
     assert "backend='torch'" in repr(layer)
     low = SparseLinear.from_dense(nn.Linear(6, 4, dtype=torch.bfloat16), torch.ones(4, 6, dtype=torch.bool))
@@ -249,7 +256,7 @@ def test_bfloat16_values_on_cpu(backend: str) -> None:
     torch.manual_seed(0)
     dense = nn.Linear(16, 8, dtype=torch.bfloat16)
     mask = _random_mask(8, 16, 0.5)
-    layer = SparseLinear.from_dense(dense, mask, backend="auto" if backend == "numba" else "torch")
+    layer = SparseLinear.from_dense(dense, mask, backend="torch" if backend == "torch" else "auto")
     x = torch.randn(4, 16, dtype=torch.bfloat16, requires_grad=True)
     y = layer(x)
     assert y.dtype == torch.bfloat16
@@ -260,3 +267,15 @@ def test_bfloat16_values_on_cpu(backend: str) -> None:
     w = dense.weight.detach().float().requires_grad_(True)
     F.linear(x.detach().float(), w * mask, dense.bias.float()).sum().backward()
     torch.testing.assert_close(layer.values.grad.float(), w.grad[mask], rtol=2e-2, atol=5e-2)
+
+
+def test_environment_choice_is_validated() -> None:
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "LIGHTNING_SPARSE_KERNELS": "cuda"}
+    res = subprocess.run([sys.executable, "-c", "import lightning_sparse.nn.kernels"], env=env,
+                         capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "LIGHTNING_SPARSE_KERNELS must be one of ('auto', 'cpp', 'numba', 'torch'), got 'cuda'" in res.stderr
+

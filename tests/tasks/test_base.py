@@ -162,3 +162,33 @@ def test_the_logged_training_accuracy_is_the_epoch_accuracy(tmp_path):
     trainer.fit(task, DataLoader(data, batch_size=4))
     assert trainer.callback_metrics["train/acc"].item() == pytest.approx(expected, abs=1e-6)
     assert "train/loss" in trainer.callback_metrics
+
+
+def test_step_values_at_the_logging_cadence_epoch_values_exact(tmp_path):
+    """`train/loss` is logged every `log_every_n_steps` steps, on each epoch's first batch and on the
+    last one; metric objects once per epoch; the epoch values (val/loss, train/loss_epoch) are the
+    exact sample-weighted means over all batches."""
+    calls = []
+
+    class _Spy(ImageClassifier):
+        train_loss_on_epoch = True
+
+        def log(self, name, value, *args, **kwargs):
+            if self.trainer.training:
+                calls.append((self.trainer.current_epoch, self.trainer.global_step, name))
+            return super().log(name, value, *args, **kwargs)
+
+    task = _Spy("mlp", _MLP, num_classes=4, scheduler="none", lr=1e-12, momentum=0.0, weight_decay=0.0)
+    data = _Indexed(28)  # 7 batches of 4 per epoch
+    trainer = _trainer(tmp_path, max_steps=-1, max_epochs=2, log_every_n_steps=3, limit_val_batches=3)
+    trainer.fit(task, DataLoader(data, batch_size=4), DataLoader(data, batch_size=6))
+    steps = [(e, s) for e, s, n in calls if n == "train/loss"]
+    # global steps 0..13: first batch of each epoch (0, 7), every third (2, 5, 8, 11), last batches (6, 13)
+    assert steps == [(0, 0), (0, 2), (0, 5), (0, 6), (1, 7), (1, 8), (1, 11), (1, 13)]
+    for name in ("train/acc", "train/loss_epoch"):
+        assert [(e, s) for e, s, n in calls if n == name] == [(0, 0), (1, 7)]
+    # the weights barely move (lr 1e-12): the logged epoch means are the means over the samples seen
+    with torch.no_grad():
+        losses = nn.functional.cross_entropy(task(data.x), data.y, reduction="none")
+    assert trainer.callback_metrics["train/loss_epoch"].item() == pytest.approx(losses.mean().item(), rel=1e-5)
+    assert trainer.callback_metrics["val/loss"].item() == pytest.approx(losses[:18].mean().item(), rel=1e-5)

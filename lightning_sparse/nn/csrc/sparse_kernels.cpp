@@ -1,0 +1,238 @@
+// CPU kernels of the truly sparse layers on torch's own intra-op thread pool (at::parallel_for).
+//
+// The same products as the numba kernels of lightning_sparse/nn/kernels.py, on feature-major
+// dense operands (X^T of shape (features, batch), rows contiguous):
+//   spmm(crow, col, values, perm, xt, bias, min_work, batch_major) -> (rows, batch) = A @ X^T (+ bias),
+//       or with batch_major its transpose (batch, rows), strides (1, batch): the same memory, not a view
+//   sddmm(crow, col, gt, xt, min_work)              -> (nnz,)  entry k = gt[row_k] . xt[col_k]
+// Index tensors are int32 or int64. Work is split into chunks of equal non-zero count (not equal rows), one per thread of torch's
+// pool, so the kernels and torch's own ops share one set of threads; below `min_work`
+// multiply-adds (nnz * batch) a call runs on the calling thread.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_strided.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+
+namespace {
+
+using at::Tensor;
+
+// Row ranges of about equal non-zero count: chunk t of `chunks` covers rows [bounds(t), bounds(t+1)).
+template <typename I>
+inline int64_t chunk_row(const I* crow, int64_t rows, int64_t t, int64_t chunks) {
+  if (t >= chunks) return rows;
+  const int64_t nnz = crow[rows];
+  const I target = static_cast<I>(nnz * t / chunks);
+  return std::lower_bound(crow, crow + rows, target) - crow;
+}
+
+template <typename I, typename F>
+void for_row_chunks(const I* crow, int64_t rows, int64_t batch, int64_t min_work, const F& body) {
+  const int64_t nnz = crow[rows];
+  const int64_t work = nnz * batch;
+  int64_t chunks = 1;
+  if (work >= min_work && !at::in_parallel_region()) {
+    chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows));
+  }
+  if (chunks == 1) {
+    body(0, rows);
+    return;
+  }
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t r0 = chunk_row(crow, rows, t, chunks);
+      const int64_t r1 = chunk_row(crow, rows, t + 1, chunks);
+      if (r1 > r0) body(r0, r1);
+    }
+  });
+}
+
+template <typename T, typename I>
+void spmm_rows(const I* __restrict crow, const I* __restrict col, const T* __restrict vals,
+               const I* __restrict perm, const T* __restrict xt, const T* __restrict bias,
+               T* __restrict out, int64_t n, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    T* __restrict acc = out + r * n;
+    const T b = bias ? bias[r] : T(0);
+    for (int64_t j = 0; j < n; ++j) acc[j] = b;
+    int64_t k = crow[r];
+    const int64_t end = crow[r + 1];
+    // Four non-zeros per pass over the output row: a quarter of the loads/stores of `acc`.
+    for (; k + 4 <= end; k += 4) {
+      const T v0 = perm ? vals[perm[k]] : vals[k];
+      const T v1 = perm ? vals[perm[k + 1]] : vals[k + 1];
+      const T v2 = perm ? vals[perm[k + 2]] : vals[k + 2];
+      const T v3 = perm ? vals[perm[k + 3]] : vals[k + 3];
+      const T* __restrict s0 = xt + col[k] * n;
+      const T* __restrict s1 = xt + col[k + 1] * n;
+      const T* __restrict s2 = xt + col[k + 2] * n;
+      const T* __restrict s3 = xt + col[k + 3] * n;
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) acc[j] += v0 * s0[j] + v1 * s1[j] + v2 * s2[j] + v3 * s3[j];
+    }
+    for (; k < end; ++k) {
+      const T v = perm ? vals[perm[k]] : vals[k];
+      const T* __restrict s = xt + col[k] * n;
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) acc[j] += v * s[j];
+    }
+  }
+}
+
+template <typename T, typename I>
+void sddmm_rows(const I* __restrict crow, const I* __restrict col, const T* __restrict gt,
+                const T* __restrict xt, T* __restrict out, int64_t n, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* __restrict g = gt + r * n;
+    int64_t k = crow[r];
+    const int64_t end = crow[r + 1];
+    // Four non-zeros of one row per pass: the gradient row is loaded once for four dots.
+    for (; k + 4 <= end; k += 4) {
+      const T* __restrict x0 = xt + col[k] * n;
+      const T* __restrict x1 = xt + col[k + 1] * n;
+      const T* __restrict x2 = xt + col[k + 2] * n;
+      const T* __restrict x3 = xt + col[k + 3] * n;
+      T a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+      for (int64_t j = 0; j < n; ++j) {
+        const T gj = g[j];
+        a0 += gj * x0[j];
+        a1 += gj * x1[j];
+        a2 += gj * x2[j];
+        a3 += gj * x3[j];
+      }
+      out[k] = a0;
+      out[k + 1] = a1;
+      out[k + 2] = a2;
+      out[k + 3] = a3;
+    }
+    for (; k < end; ++k) {
+      const T* __restrict x = xt + col[k] * n;
+      T s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t j = 0; j < n; ++j) s += g[j] * x[j];
+      out[k] = s;
+    }
+  }
+}
+
+void check_structure(const Tensor& crow, const Tensor& col) {
+  TORCH_CHECK(crow.device().is_cpu() && col.device().is_cpu(), "sparse kernels: CPU tensors only");
+  TORCH_CHECK((crow.scalar_type() == at::kLong || crow.scalar_type() == at::kInt) &&
+                  col.scalar_type() == crow.scalar_type(),
+              "sparse kernels: crow/col must be int32 or int64, of one dtype");
+  TORCH_CHECK(crow.dim() == 1 && crow.numel() >= 1 && col.dim() == 1, "sparse kernels: bad CSR structure");
+  TORCH_CHECK(crow.is_contiguous() && col.is_contiguous(), "sparse kernels: crow/col must be contiguous");
+}
+
+Tensor spmm(const Tensor& crow, const Tensor& col, const Tensor& values, const std::optional<Tensor>& perm,
+            const Tensor& xt_in, const std::optional<Tensor>& bias, int64_t min_work, bool batch_major) {
+  check_structure(crow, col);
+  TORCH_CHECK(xt_in.dim() == 2 && xt_in.scalar_type() == values.scalar_type(), "spmm: xt must be 2-D, values' dtype");
+  TORCH_CHECK(values.is_contiguous() && values.device().is_cpu(), "spmm: values must be a contiguous CPU tensor");
+  const Tensor xt = xt_in.contiguous();
+  const int64_t rows = crow.numel() - 1;
+  const int64_t n = xt.size(1);
+  Tensor out = batch_major ? at::empty_strided({n, rows}, {1, n}, values.options()) : at::empty({rows, n}, values.options());
+  if (out.numel() == 0) return out;
+  if (perm.has_value()) {
+    TORCH_CHECK(perm->scalar_type() == col.scalar_type() && perm->is_contiguous() && perm->numel() == col.numel(),
+                "spmm: perm must be contiguous, of col's dtype and length");
+  }
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->scalar_type() == values.scalar_type() && bias->is_contiguous() && bias->numel() == rows,
+                "spmm: bias must be contiguous, of values' dtype, one per row");
+  }
+  AT_DISPATCH_INDEX_TYPES(crow.scalar_type(), "lightning_sparse_spmm_index", [&] {
+    const index_t* crow_p = crow.data_ptr<index_t>();
+    const index_t* col_p = col.data_ptr<index_t>();
+    const index_t* perm_p = perm.has_value() ? perm->data_ptr<index_t>() : nullptr;
+    AT_DISPATCH_FLOATING_TYPES(values.scalar_type(), "lightning_sparse_spmm", [&] {
+      const scalar_t* vals_p = values.data_ptr<scalar_t>();
+      const scalar_t* xt_p = xt.data_ptr<scalar_t>();
+      const scalar_t* bias_p = bias.has_value() ? bias->data_ptr<scalar_t>() : nullptr;
+      scalar_t* out_p = out.data_ptr<scalar_t>();
+      for_row_chunks(crow_p, rows, n, min_work, [&](int64_t r0, int64_t r1) {
+        spmm_rows<scalar_t, index_t>(crow_p, col_p, vals_p, perm_p, xt_p, bias_p, out_p, n, r0, r1);
+      });
+    });
+  });
+  return out;
+}
+
+Tensor sddmm(const Tensor& crow, const Tensor& col, const Tensor& gt_in, const Tensor& xt_in, int64_t min_work) {
+  check_structure(crow, col);
+  TORCH_CHECK(gt_in.dim() == 2 && xt_in.dim() == 2 && gt_in.scalar_type() == xt_in.scalar_type() &&
+                  gt_in.size(1) == xt_in.size(1),
+              "sddmm: gt and xt must be 2-D of one dtype and batch");
+  const Tensor gt = gt_in.contiguous();
+  const Tensor xt = xt_in.contiguous();
+  const int64_t rows = crow.numel() - 1;
+  const int64_t n = gt.size(1);
+  Tensor out = at::empty({col.numel()}, gt.options());
+  if (out.numel() == 0) return out;
+  AT_DISPATCH_INDEX_TYPES(crow.scalar_type(), "lightning_sparse_sddmm_index", [&] {
+    const index_t* crow_p = crow.data_ptr<index_t>();
+    const index_t* col_p = col.data_ptr<index_t>();
+    AT_DISPATCH_FLOATING_TYPES(gt.scalar_type(), "lightning_sparse_sddmm", [&] {
+      const scalar_t* gt_p = gt.data_ptr<scalar_t>();
+      const scalar_t* xt_p = xt.data_ptr<scalar_t>();
+      scalar_t* out_p = out.data_ptr<scalar_t>();
+      for_row_chunks(crow_p, rows, n, min_work, [&](int64_t r0, int64_t r1) {
+        sddmm_rows<scalar_t, index_t>(crow_p, col_p, gt_p, xt_p, out_p, n, r0, r1);
+      });
+    });
+  });
+  return out;
+}
+
+// x^T made contiguous, in tiles of 16 x 128 (both sides stay in cache), tiles in parallel: torch's
+// strided copy for a transposed float matrix is several times slower and single-threaded.
+Tensor feature_major(const Tensor& x) {
+  TORCH_CHECK(x.dim() == 2 && x.device().is_cpu(), "feature_major: a 2-D CPU tensor");
+  const int64_t n = x.size(0), f = x.size(1);
+  if (x.stride(0) == 1 && x.stride(1) == n) return x.t();  // already feature-major memory: a view, no copy
+  Tensor out = at::empty({f, n}, x.options());
+  if (out.numel() == 0) return out;
+  const int64_t s0 = x.stride(0), s1 = x.stride(1);
+  constexpr int64_t BI = 16, BJ = 128;  // tile: 16 rows of x, 128 features
+  const int64_t tiles_n = (n + BI - 1) / BI, tiles_f = (f + BJ - 1) / BJ;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lightning_sparse_feature_major", [&] {
+    const scalar_t* src = x.data_ptr<scalar_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    const int64_t grain = n * f >= (1 << 16) ? 1 : tiles_n * tiles_f;
+    at::parallel_for(0, tiles_n * tiles_f, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t i0 = (t / tiles_f) * BI, j0 = (t % tiles_f) * BJ;
+        const int64_t i1 = std::min(i0 + BI, n), j1 = std::min(j0 + BJ, f);
+        // rows of x read contiguously; the writes are `n` apart (a row stride of x that is a
+        // multiple of 4 KiB would make strided reads collide in the same cache sets)
+        for (int64_t i = i0; i < i1; ++i) {
+          const scalar_t* r = src + i * s0;
+          for (int64_t j = j0; j < j1; ++j) dst[j * n + i] = r[j * s1];
+        }
+      }
+    });
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(lightning_sparse, m) {
+  m.def("spmm(Tensor crow, Tensor col, Tensor values, Tensor? perm, Tensor xt, Tensor? bias, int min_work, bool batch_major) -> Tensor");
+  m.def("sddmm(Tensor crow, Tensor col, Tensor gt, Tensor xt, int min_work) -> Tensor");
+  m.def("feature_major(Tensor x) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(lightning_sparse, CPU, m) {
+  m.impl("spmm", &spmm);
+  m.impl("sddmm", &sddmm);
+  m.impl("feature_major", &feature_major);
+}
