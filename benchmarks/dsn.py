@@ -101,6 +101,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--update-every", type=int, default=5, help="epochs between topology updates (the paper: 5)")
     p.add_argument("--max-gap", type=float, default=2.0, help="largest allowed mean DSN-below-dense gap, in pp")
     p.add_argument("--accelerator", default="cpu")
+    p.add_argument("--loader", choices=("memory", "dataset"), default="memory",
+                   help="batches from the in-memory batch loader (default) or a per-sample DataLoader")
     add_threads_arg(p, 1, "the DSN networks are small, so per-op overhead dominates and a second thread "
                           "slows a step down as soon as another process is busy (see docs/dsn.md, 'Threads')")
     args = p.parse_args(argv)
@@ -123,11 +125,12 @@ def out(line: str = "") -> None:
     sys.stdout.flush()
 
 
-def data_module(name: str, data_dir: str | None = None) -> TimeSeriesDataModule:
-    """The problem ``name`` from ``data_dir`` (None: the copies inside aeon), with lengths if they differ."""
-    probe = TimeSeriesDataModule(name, data_dir=data_dir)
+def data_module(name: str, data_dir: str | None = None, loader: str = "memory") -> TimeSeriesDataModule:
+    """The problem ``name`` from ``data_dir`` (None: the copies inside aeon), with lengths if they differ;
+    batches from the in-memory batch loader (``loader="memory"``, the default) or a per-sample DataLoader."""
+    probe = TimeSeriesDataModule(name, data_dir=data_dir, loader=loader)
     unequal = len(set(probe.train_raw.lengths.tolist()) | set(probe.test_raw.lengths.tolist())) > 1
-    return TimeSeriesDataModule(name, data_dir=data_dir, return_lengths=unequal) if unequal else probe
+    return TimeSeriesDataModule(name, data_dir=data_dir, return_lengths=unequal, loader=loader) if unequal else probe
 
 
 def make_dst(seed: int, multivariate: bool, update_every: int) -> DynamicSparseTraining:
@@ -214,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     acc: dict[str, dict[str, list[float]]] = {d: {m: [] for m in METHODS} for d in args.datasets}
     macs: dict[str, tuple[float, float]] = {}
     for name in args.datasets:
-        dm = data_module(name, args.data_dir)
+        dm = data_module(name, args.data_dir, args.loader)
         for seed in args.seeds:
             t0 = time.perf_counter()
             a_sparse, sparse_macs, dense_macs = train_network(args, dm, True, seed)

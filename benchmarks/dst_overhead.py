@@ -2,7 +2,7 @@
 
 Claim measured (see ``docs/dst.md``, "Overhead"):
 
-- (b) steps without a topology update cost at most 5% more than dense steps
+- (b) steps without a topology update cost at most 2% more than dense steps
   (``DynamicSparseTraining(method="rigl", sparsity=0.9)`` with an ``update_interval`` longer than
   the run: only the gradient masking before and the mask re-application after each optimizer
   step remain);
@@ -13,15 +13,23 @@ otherwise) on 32x32x3 inputs, batch 128, SGD with momentum 0.9, a real Lightning
 the CPU (no logger, no checkpointing, no progress bar, no model summary). Inputs and labels are
 synthetic random tensors: this measures speed, not accuracy.
 
+An A/A control measures the noise floor: a second, identical dense run in the same lock-step
+group, whose paired ratio to the first should be 1.000. On this 2-core machine single rounds of
+the DST-vs-dense ratio spread by about +-5% (0.95 to 1.06 in three rounds of one run, where the
+callback's own hook costs 0.37 ms of a 115 ms step): the turn order inside a round matters
+(each thread keeps its own OpenMP team, warm or not), so the rounds rotate through every order
+and the A/A ratio shows how much of a difference the method can resolve.
+
 Method: one timing callback records the wall time of every training batch, from the first
 ``on_train_batch_start`` to the last ``on_train_batch_end`` of all callbacks (so the DST
 callback's own hooks are inside the window); the first ``--warmup`` steps of each run are
 discarded. A 2-core machine shared with other work is noisy, so the runs are interleaved step by
 step: the dense run, the no-update DST run and the update-cost run each train in their own thread
-and take turns, one batch at a time (only one computes at any moment), so all three see the same
+and take turns, one batch at a time (only one computes at any moment), so all four see the same
 background load. This is repeated for ``--rounds`` rounds with fresh models from the same seed.
 The overhead ratio is the median, over all rounds and steps, of the paired ratio (DST step k /
-dense step k, run in the same cycle of turns); the step times shown are medians.
+the mean of the two dense runs' step k, run in the same cycle of turns); the step times shown are
+medians.
 
 The amortised update cost is measured directly: the callback's ``on_before_optimizer_step``
 (where the topology update happens) is wrapped with a timer, and
@@ -34,8 +42,8 @@ times, ``mean(update step - median non-update step) / 100 / median dense step`` 
 logging of the update's metrics, and the noise of single steps).
 
 Usage:
-    python benchmarks/dst_overhead.py --quick      # 2-8 minutes on 2 CPU cores, with the load
-    python benchmarks/dst_overhead.py              # ResNet-20, 5 rounds of 240 steps (about an hour)
+    python benchmarks/dst_overhead.py --quick      # ResNet-8, 8 rounds of 60 steps: about 5 minutes on 2 CPU cores
+    python benchmarks/dst_overhead.py              # ResNet-20, 8 rounds of 240 steps (about an hour)
 
 Exits with status 1 when a target is missed.
 """
@@ -64,7 +72,7 @@ from lightning_sparse.models import create_model
 
 BATCH = 128
 AMORTISE_OVER = 100  # the update interval whose amortised cost is the claim
-TARGET_RATIO = 1.05
+TARGET_RATIO = 1.02
 TARGET_AMORTISED = 0.02
 NEVER = 10**9  # an update interval longer than any run
 
@@ -267,7 +275,7 @@ def median_after(times: dict[int, float], warmup: int, skip: frozenset[int] = fr
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short run (ResNet-8, 3 rounds of 60 steps)")
+    parser.add_argument("--quick", action="store_true", help="short run (ResNet-8, 8 rounds of 60 steps)")
     parser.add_argument("--model", default=None, help="registered CIFAR ResNet (default: resnet8 quick, resnet20 full)")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run")
@@ -277,7 +285,7 @@ def main() -> int:
     args = parser.parse_args()
     quick = args.quick
     model_name = args.model or ("resnet8" if quick else "resnet20")
-    rounds = args.rounds or (3 if quick else 5)
+    rounds = args.rounds or 8  # every config first, second, third and fourth in a round, twice
     steps = args.steps or (60 if quick else 240)
     warmup = args.warmup if args.warmup is not None else 10
     probe = args.probe_interval or (10 if quick else AMORTISE_OVER)
@@ -294,12 +302,13 @@ def main() -> int:
 
     started = time.perf_counter()
     run_lockstep(model_name, max(warmup, 5), [None, NEVER], args.threads)  # warm kernels and allocator, untimed
-    configs = {"dense": None, "never": NEVER, "probe": probe}
-    ratios, amortised_hook, amortised_e2e = [], [], []
-    dense_ms, never_ms, probe_ms, update_ms, idle_ms = [], [], [], [], []
+    configs = {"dense": None, "dense_aa": None, "never": NEVER, "probe": probe}
+    ratios, aa_ratios, amortised_hook, amortised_e2e, hook_share = [], [], [], [], []
+    dense_ms, aa_ms, never_ms, probe_ms, update_ms, idle_ms = [], [], [], [], [], []
     for r in range(rounds):
         # rotate which config steps first, so no config always follows the same one
-        order = list(configs)[r % 3 :] + list(configs)[: r % 3]
+        k = r % len(configs)
+        order = list(configs)[k:] + list(configs)[:k]
         res = dict(zip(order, run_lockstep(model_name, steps, [configs[c] for c in order], args.threads)))
         d = median_after(res["dense"]["times"], warmup)
         n = median_after(res["never"]["times"], warmup)
@@ -309,29 +318,37 @@ def main() -> int:
         hook_upd = statistics.mean(p["hook"][s] for s in upd)
         hook_idle = statistics.median(v for k, v in p["hook"].items() if k >= warmup and k not in upd)
         # the runs step in turns, so step k of each ran within one cycle: pair them to cancel drift
-        paired = [res["never"]["times"][k] / res["dense"]["times"][k] for k in range(warmup, steps)]
+        # ... against the mean of the two dense runs of the cycle (half the variance of one)
+        paired = [2 * res["never"]["times"][k] / (res["dense"]["times"][k] + res["dense_aa"]["times"][k])
+                  for k in range(warmup, steps)]
         ratios.extend(paired)
+        aa = [res["dense_aa"]["times"][k] / res["dense"]["times"][k] for k in range(warmup, steps)]
+        aa_ratios.extend(aa)
+        hook_share.append(hook_idle / d)
         amortised_hook.append((hook_upd - hook_idle) / AMORTISE_OVER / d)
         # end-to-end: the whole extra time of an update step (hook, logging, ...), amortised the same way
         amortised_e2e.append(statistics.mean(p["times"][s] - p_med for s in upd) / AMORTISE_OVER / d)
         dense_ms.append(d * 1e3)
+        aa_ms.append(median_after(res["dense_aa"]["times"], warmup) * 1e3)
         never_ms.append(n * 1e3)
         probe_ms.append(p_med * 1e3)
         update_ms.append(hook_upd * 1e3)
         idle_ms.append(hook_idle * 1e3)
         print(
             f"round {r + 1}/{rounds}: dense {d * 1e3:.1f} ms, rigl no-update {n * 1e3:.1f} ms "
-            f"(paired x{statistics.median(paired):.3f}), update hook {hook_upd * 1e3:.1f} ms vs {hook_idle * 1e3:.3f} ms, "
+            f"(paired x{statistics.median(paired):.3f}; A/A x{statistics.median(aa):.3f}), update hook {hook_upd * 1e3:.1f} ms vs {hook_idle * 1e3:.3f} ms, "
             f"update step +{statistics.mean(p['times'][s] - p_med for s in upd) * 1e3:.1f} ms",
             flush=True,
         )
     elapsed = time.perf_counter() - started
 
     ratio = statistics.median(ratios)
+    aa_ratio = statistics.median(aa_ratios)
     cost = statistics.median(amortised_hook)
     ok_ratio, ok_cost = ratio <= TARGET_RATIO, cost < TARGET_AMORTISED
     rows = [
         ("dense", statistics.median(dense_ms), "1.000", "-", "-"),
+        ("dense again (A/A control: the noise floor)", statistics.median(aa_ms), f"{aa_ratio:.3f}", "-", "info"),
         (
             "rigl 0.9 erk, no topology update (interval > run)",
             statistics.median(never_ms),
@@ -366,7 +383,8 @@ def main() -> int:
     )
     print(
         f"one RigL update (on_before_optimizer_step): {statistics.median(update_ms):.1f} ms; "
-        f"the same hook on other steps: {statistics.median(idle_ms):.3f} ms"
+        f"the same hook on other steps: {statistics.median(idle_ms):.3f} ms "
+        f"({statistics.median(hook_share) * 100:.2f}% of a dense step)"
     )
     print()
     print("| config | median step ms | ratio vs dense / amortised % | target | pass/fail |")
@@ -376,7 +394,7 @@ def main() -> int:
     print()
     ok = ok_ratio and ok_cost
     print(
-        f"{'PASS' if ok else 'FAIL'}: DST step overhead x{ratio:.3f} (target <= {TARGET_RATIO}), amortised RigL "
+        f"{'PASS' if ok else 'FAIL'}: DST step overhead x{ratio:.3f} (target <= {TARGET_RATIO}; A/A x{aa_ratio:.3f}), amortised RigL "
         f"update cost {cost * 100:.3f}% (target < {TARGET_AMORTISED * 100:.0f}%) on {model_name}, {elapsed:.0f} s"
     )
     return 0 if ok else 1

@@ -226,3 +226,23 @@ def test_moml_benchmark_toy_reaches_pareto_stationarity_and_digits_table(capsys,
     assert any(line.startswith("| moml |") for line in lines) and any(line.startswith("| ew |") for line in lines)
     assert lines[-1].startswith("moml: toy max min-norm ")
     assert code == (0 if lines[-1].endswith("PASS") else 1)
+
+
+def test_truly_sparse_fit_profile_splits_each_batch(tmp_path, keep_threads):
+    """The end-to-end timer: one entry per training batch, the model's share inside the batch's time."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lightning_sparse.tasks import ImageClassifier
+
+    bench = _load("truly_sparse")
+    profile = bench._FitProfile()
+    task = ImageClassifier("mlp", {"in_features": 12, "hidden_sizes": [8]}, num_classes=3, scheduler="none")
+    data = TensorDataset(torch.randn(24, 12), torch.arange(24) % 3)
+    trainer = L.Trainer(default_root_dir=tmp_path, accelerator="cpu", max_epochs=2, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[profile])
+    trainer.fit(task, DataLoader(data, batch_size=4))
+    assert len(profile.batch) == len(profile.model) == 12  # 6 batches x 2 epochs
+    assert all(0.0 < m < b for m, b in zip(profile.model, profile.batch))
+    assert not task.model._forward_hooks and not task.model._forward_pre_hooks  # removed at the end

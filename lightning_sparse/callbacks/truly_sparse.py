@@ -45,6 +45,7 @@ from lightning_sparse.nn import (
     linear_to_sparse,
     memory_report,
     replace_optimizer_param,
+    set_output_layouts,
     set_submodule,
     sparse_to_linear,
 )
@@ -359,6 +360,7 @@ class TrulySparse(Callback):
             converted.append(name)
         if not converted:
             return converted
+        set_output_layouts(pl_module)
         for provider in self._providers:
             provider.hold([n for n in converted if n in provider.sparse_names])
         self._rewrap_ddp(trainer, pl_module)
@@ -377,6 +379,7 @@ class TrulySparse(Callback):
             for opt in optimizers:
                 replace_optimizer_param(opt, sparse.values, linear.weight, mask)
             set_submodule(pl_module, held.module_name, linear)
+        set_output_layouts(pl_module)
         for provider in self._providers:
             provider.release(names)
         self._rewrap_ddp(trainer, pl_module)

@@ -16,6 +16,7 @@ from lightning_sparse.nn.convert import (
     set_submodule,
     sparse_to_linear,
     to_masked,
+    set_output_layouts,
     to_truly_sparse,
 )
 from lightning_sparse.nn.depthwise import (
@@ -38,6 +39,7 @@ __all__ = [
     "dense_optimizer_state",
     "dense_state_dict",
     "csr_structure",
+    "set_output_layouts",
     "linear_to_sparse",
     "memory_report",
     "replace_optimizer_param",

@@ -151,6 +151,7 @@ class _SparseLinearFunction(torch.autograd.Function):
         t_perm: Tensor,
         out_features: int,
         impl: Optional[str],
+        contiguous_output: bool = False,
     ) -> Tensor:
         ctx.out_features = out_features
         ctx.has_bias = bias is not None
@@ -160,7 +161,9 @@ class _SparseLinearFunction(torch.autograd.Function):
             # result is (N, out) in feature-major memory, so a following SparseLinear (or an
             # elementwise op in between, which keeps the layout) hands its input over without a copy.
             x_t = kernels.feature_major(x, impl)  # (in, N)
-            y = kernels.spmm(crow, col, values, x_t, bias, impl=impl, batch_major=True)  # (N, out)
+            y = kernels.spmm(crow, col, values, x_t, bias, impl=impl, batch_major=not contiguous_output)  # (N, out)
+            if contiguous_output:
+                y = kernels.feature_major(y, impl)  # the (out, N) product, transposed: (N, out) contiguous
             ctx.save_for_backward(x_t, values, crow, col, row, t_crow, t_col, t_perm)
             return y
         in_features = x.shape[1]
@@ -192,7 +195,7 @@ class _SparseLinearFunction(torch.autograd.Function):
                 grad_values = kernels.sddmm(crow, col, g_t, x_t, impl=ctx.impl)
             if ctx.has_bias and ctx.needs_input_grad[2]:
                 grad_bias = g_t.sum(1)
-            return (grad_x, grad_values, grad_bias) + (None,) * 8
+            return (grad_x, grad_values, grad_bias) + (None,) * 9
         x, values, crow, col, row, t_crow, t_col, t_perm = ctx.saved_tensors
         grad_out = grad.t().contiguous()  # (N, out); e.g. `.sum()` gives a stride-0 gradient
         grad_x = grad_values = grad_bias = None
@@ -205,7 +208,7 @@ class _SparseLinearFunction(torch.autograd.Function):
             grad_values = _sddmm(grad_out, x, crow, col, row, ctx.out_features)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_out.sum(0)
-        return (grad_x, grad_values, grad_bias) + (None,) * 8
+        return (grad_x, grad_values, grad_bias) + (None,) * 9
 
 
 class SparseLinear(nn.Module):
@@ -269,6 +272,12 @@ class SparseLinear(nn.Module):
     ) -> None:
         super().__init__()
         self.backend = backend
+        # With the CPU kernels: hand the output on as a contiguous (N, out) tensor (one tiled
+        # transpose) instead of in feature-major memory, cheaper when a dense layer follows (its
+        # input gradient comes back contiguous, and an elementwise backward in between, such as a
+        # ReLU's, is several times slower on mixed layouts). A layout choice only; see
+        # `set_output_layouts`.
+        self.contiguous_output = False
         self.in_features = in_features
         self.out_features = out_features
         self.values = nn.Parameter(torch.empty(0, device=device, dtype=dtype))
@@ -457,6 +466,7 @@ class SparseLinear(nn.Module):
                 self.t_perm,
                 self.out_features,
                 impl,
+                self.contiguous_output,
             )
         if impl is None:
             y = y.t()  # outside the Function: see _SparseLinearFunction

@@ -39,7 +39,8 @@ def _dense_and_sparse(in_f: int, out_f: int, density: float, dtype=torch.float32
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("bias", [True, False])
-def test_gradcheck_float64(bias: bool, backend: str) -> None:
+@pytest.mark.parametrize("contiguous", [False, True])
+def test_gradcheck_float64(bias: bool, backend: str, contiguous: bool) -> None:
     _, _, layer = _dense_and_sparse(7, 5, 0.4, dtype=torch.float64, bias=bias, backend=backend)
     assert layer.uses_kernels() == (backend != "torch")
     assert layer.kernel_implementation() == (None if backend == "torch" else backend)
@@ -52,7 +53,7 @@ def test_gradcheck_float64(bias: bool, backend: str) -> None:
         return _SparseLinearFunction.apply(
             x, values, b, layer.crow_indices, layer.col_indices, layer.row_indices,
             layer.t_crow_indices, layer.t_col_indices, layer.t_perm, layer.out_features,
-            layer.kernel_implementation(),
+            layer.kernel_implementation(), contiguous,
         )
 
     values = layer.values.detach().clone().requires_grad_(True)
@@ -279,3 +280,43 @@ def test_environment_choice_is_validated() -> None:
     assert res.returncode != 0
     assert "LIGHTNING_SPARSE_KERNELS must be one of ('auto', 'cpp', 'numba', 'torch'), got 'cuda'" in res.stderr
 
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba missing")
+def test_a_failed_cpp_build_falls_back_to_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> None:
+        raise OSError("no compiler here")
+
+    for name, value in (("_impl", None), ("_cpp_error", None), ("_cpp_loaded", False), ("_REQUESTED", "auto")):
+        monkeypatch.setattr(kernels, name, value)
+    monkeypatch.setattr(kernels, "_build_cpp", broken)
+    with pytest.warns(RuntimeWarning, match="could not be built.*no compiler here.*using the numba kernels"):
+        assert kernels.implementation() == "numba"
+    layer = SparseLinear.from_dense(nn.Linear(6, 4), torch.ones(4, 6, dtype=torch.bool))
+    assert layer.kernel_implementation() == "numba"
+    with pytest.raises(ValueError, match=r"`backend='cpp'` needs the C\+\+ kernels.*no compiler here"):
+        layer.backend = "cpp"
+    # LIGHTNING_SPARSE_KERNELS=cpp: the build error is raised, not hidden
+    for name, value in (("_impl", None), ("_REQUESTED", "cpp")):
+        monkeypatch.setattr(kernels, name, value)
+    with pytest.raises(RuntimeError, match="LIGHTNING_SPARSE_KERNELS=cpp.*no compiler here"):
+        kernels.implementation()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_contiguous_output_changes_the_layout_not_the_values(backend: str) -> None:
+    dense, mask, layer = _dense_and_sparse(12, 6, 0.5, backend=backend)
+    x = torch.randn(5, 12, requires_grad=True)
+    outs, grads = [], []
+    for contiguous in (False, True):
+        layer.contiguous_output = contiguous
+        layer.values.grad = None
+        y = torch.relu_(layer(x))
+        if backend != "torch":
+            assert y.is_contiguous() == contiguous
+        (y * torch.arange(6.0)).sum().backward()
+        outs.append(y.detach())
+        grads.append((x.grad.clone(), layer.values.grad.clone()))
+        x.grad = None
+    torch.testing.assert_close(outs[0], outs[1])
+    torch.testing.assert_close(grads[0], grads[1])
