@@ -233,16 +233,19 @@ def test_truly_sparse_fit_profile_splits_each_batch(tmp_path, keep_threads):
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
+    from lightning_sparse.callbacks import DynamicSparseTraining
     from lightning_sparse.tasks import ImageClassifier
 
     bench = _load("truly_sparse")
     profile = bench._FitProfile()
     task = ImageClassifier("mlp", {"in_features": 12, "hidden_sizes": [8]}, num_classes=3, scheduler="none")
     data = TensorDataset(torch.randn(24, 12), torch.arange(24) % 3)
+    dst = DynamicSparseTraining(method="static", sparsity=0.5, summary=False)
     trainer = L.Trainer(default_root_dir=tmp_path, accelerator="cpu", max_epochs=2, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[profile])
+                        callbacks=[dst, profile])
     trainer.fit(task, DataLoader(data, batch_size=4))
-    assert len(profile.batch) == len(profile.model) == 12  # 6 batches x 2 epochs
+    assert len(profile.batch) == len(profile.model) == len(profile.hooks) == 12  # 6 batches x 2 epochs
     assert all(0.0 < m < b for m, b in zip(profile.model, profile.batch))
+    assert all(0.0 < h < b for h, b in zip(profile.hooks, profile.batch))  # DST's per-step hooks, timed
     assert not task.model._forward_hooks and not task.model._forward_pre_hooks  # removed at the end

@@ -212,8 +212,15 @@ class MaskState:
         ``on_fit_start`` (the update itself may still be skipped on non-finite gradients)."""
         return self._maskset is not None and self._is_due(step)
 
+    def changes_topology(self) -> bool:
+        """Whether the masks can change during training at all (``False`` lets the per-step hooks
+        skip the schedule lookups: static masks)."""
+        return True
+
     def needs_dense_gradients(self, trainer: Trainer, next_batch: bool = False) -> bool:
         """:class:`MaskProvider`: whether the current (or next) batch's step may update."""
+        if not self.changes_topology():
+            return False
         return self.will_update(self.training_step_index(trainer, next_batch))
 
     def _is_due(self, step: int) -> bool:

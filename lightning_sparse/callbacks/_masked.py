@@ -325,8 +325,10 @@ class SparseMaskCallback(FirstMasks, MaskState, Callback):
             self._register_hooks(trainer)
             names = self._opt_names.get(id(optimizer), [])
         self._expect_post.add(id(optimizer))
-        step = self.training_step_index(trainer)
-        due = self._is_due(step)
+        due = False
+        if self.changes_topology():  # static masks: no schedule lookups on every step
+            step = self.training_step_index(trainer)
+            due = self._is_due(step)
         if due and self._held.intersection(names):
             raise RuntimeError(
                 f"{self._label()}: a topology update is due at step {step}, but "

@@ -263,6 +263,10 @@ class DynamicSparseTraining(SparseMaskCallback):
         return f"updates every {self._interval} steps in ({self.start_step}, {stop})"
 
     @override
+    @override
+    def changes_topology(self) -> bool:
+        return self.preset.changes_topology
+
     def should_update(self, step: int) -> bool:
         if not self.preset.changes_topology:
             return False

@@ -222,7 +222,8 @@ def _build_cpp() -> None:
     build_dir = root / f"lightning_sparse_kernels_{digest}"
     name = "lightning_sparse_kernels"
     library = build_dir / f"{name}.so"
-    if library.exists():
+    ready = build_dir / "ready"  # written after a complete build (another process may be linking)
+    if ready.exists() and library.exists():
         torch.ops.load_library(str(library))
         return
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -240,7 +241,10 @@ def _build_cpp() -> None:
         build_directory=str(build_dir),
         is_python_module=False,
         verbose=False,
-    )
+    )  # waits on torch's lock while another process builds the same directory
+    tmp = build_dir / f"ready.{os.getpid()}"
+    tmp.write_text(torch.__version__)
+    os.replace(tmp, ready)
 
 
 def implementation() -> Optional[str]:
