@@ -503,27 +503,41 @@ def _scratch() -> str:
     return _SCRATCH[0].name
 
 
-def recipe_fit(density: float, truly_sparse: bool, args: argparse.Namespace) -> dict[str, float]:
-    """One training epoch of ``recipes/nerva/static_density<d>_mlp_cifar10.yaml`` through the project's CLI,
-    as a user runs it, minus what would distort a timing: no logger, checkpoints, progress bar or
-    validation; ``TrulySparse`` removed for the masked run."""
-    from lightning_sparse.callbacks import TrulySparse
+def timing_cli(config: Path, epochs: int, *overrides: str) -> Any:
+    """The project's CLI for a recipe (``run=False``), minus what would distort a timing: no logger,
+    progress bar, model summary or validation; the saved config goes to a scratch directory."""
     from lightning_sparse.cli import build_cli
 
-    config = RECIPES / f"static_density{density:g}_mlp_cifar10.yaml"
-    argv = ["--config", str(config), "--trainer.max_epochs=1", "--trainer.logger=false", f"--trainer.default_root_dir={_scratch()}",
-            "--trainer.enable_progress_bar=false",
+    argv = ["--config", str(config), f"--trainer.max_epochs={epochs}", "--trainer.logger=false",
+            f"--trainer.default_root_dir={_scratch()}", "--trainer.enable_progress_bar=false",
             "--trainer.enable_model_summary=false", "--trainer.limit_val_batches=0",
-            "--trainer.num_sanity_val_steps=0", f"--data.init_args.data_dir={args.data_dir}"]
+            "--trainer.num_sanity_val_steps=0", *overrides]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cli = build_cli(argv, run=False)
-        trainer = cli.trainer
-        keep = [c for c in trainer.callbacks if not (isinstance(c, TrulySparse) and not truly_sparse)
-                and type(c).__name__ != "ModelCheckpoint"]
-        profile = _FitProfile()
-        trainer.callbacks[:] = keep + [profile]
-        trainer.fit(cli.model, datamodule=cli.datamodule)
+        return build_cli(argv, run=False)
+
+
+def profiled_fit(trainer: Any, model: Any, datamodule: Any, drop: tuple[type, ...] = ()) -> Any:
+    """``trainer.fit`` with a ``_FitProfile`` attached (no checkpoints; callbacks of the ``drop`` types
+    removed); returns the profile."""
+    profile = _FitProfile()
+    trainer.callbacks[:] = [c for c in trainer.callbacks
+                            if not isinstance(c, drop) and type(c).__name__ != "ModelCheckpoint"] + [profile]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, datamodule=datamodule)
+    return profile
+
+
+def recipe_fit(density: float, truly_sparse: bool, args: argparse.Namespace) -> dict[str, float]:
+    """One training epoch of ``recipes/nerva/static_density<d>_mlp_cifar10.yaml`` through the project's CLI,
+    as a user runs it, minus what would distort a timing (:func:`timing_cli`); ``TrulySparse``
+    removed for the masked run."""
+    from lightning_sparse.callbacks import TrulySparse
+
+    cli = timing_cli(RECIPES / f"static_density{density:g}_mlp_cifar10.yaml", 1,
+                     f"--data.init_args.data_dir={args.data_dir}")
+    profile = profiled_fit(cli.trainer, cli.model, cli.datamodule, () if truly_sparse else (TrulySparse,))
     batch, model = profile.batch[5:], profile.model[5:]  # the first batches warm caches and kernels
     med = statistics.median(batch)
     outside = statistics.median(b - m for b, m in zip(batch, model))
@@ -581,12 +595,7 @@ def end_to_end(args: argparse.Namespace, repeats: int) -> tuple[list[str], list[
 
 def _timed_fit(trainer: Any, model: Any, datamodule: Any) -> float:
     """Seconds per training epoch (the training batches, timed by ``_FitProfile``) of ``trainer.fit``."""
-    profile = _FitProfile()
-    trainer.callbacks[:] = [c for c in trainer.callbacks if type(c).__name__ != "ModelCheckpoint"] + [profile]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer.fit(model, datamodule=datamodule)
-    return sum(profile.batch) / max(1, trainer.current_epoch)
+    return sum(profiled_fit(trainer, model, datamodule).batch) / max(1, trainer.current_epoch)
 
 
 def loader_speedups(args: argparse.Namespace, repeats: int = 3) -> list[str]:
@@ -596,7 +605,6 @@ def loader_speedups(args: argparse.Namespace, repeats: int = 3) -> list[str]:
 
     import lightning as L
 
-    from lightning_sparse.cli import build_cli
     from lightning_sparse.tasks import TimeSeriesClassifier
 
     spec = importlib.util.spec_from_file_location("_dsn_bench", Path(__file__).with_name("dsn.py"))
@@ -605,14 +613,7 @@ def loader_speedups(args: argparse.Namespace, repeats: int = 3) -> list[str]:
     quickstart = RECIPES.parent / "quickstart.yaml"
 
     def quick_fit(kind: str) -> float:
-        argv = ["--config", str(quickstart), "--trainer.max_epochs=3", "--trainer.logger=false",
-                f"--trainer.default_root_dir={_scratch()}",
-                "--trainer.enable_progress_bar=false",
-                "--trainer.enable_model_summary=false", "--trainer.limit_val_batches=0",
-                "--trainer.num_sanity_val_steps=0", f"--data.init_args.loader={kind}"]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cli = build_cli(argv, run=False)
+        cli = timing_cli(quickstart, 3, f"--data.init_args.loader={kind}")
         return _timed_fit(cli.trainer, cli.model, cli.datamodule)
 
     def dsn_fit(kind: str) -> float:
