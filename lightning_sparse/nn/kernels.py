@@ -229,10 +229,10 @@ def _build_cpp() -> None:
     build_dir.mkdir(parents=True, exist_ok=True)
     import logging
 
-    from torch.utils import cpp_extension
-
     # importing cpp_extension warns that no CUDA runtime exists on CPU machines; irrelevant here
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import cpp_extension
+
     cpp_extension.load(
         name=name,
         sources=[str(_SOURCE)],
