@@ -16,7 +16,6 @@ from lightning_sparse.nn.convert import (
     set_submodule,
     sparse_to_linear,
     to_masked,
-    set_output_layouts,
     to_truly_sparse,
 )
 from lightning_sparse.nn.depthwise import (
@@ -26,7 +25,7 @@ from lightning_sparse.nn.depthwise import (
     set_depthwise_impl,
 )
 from lightning_sparse.nn.depthwise_conv import DepthwiseConv2d
-from lightning_sparse.nn.sparse_linear import SparseLinear, csr_structure, transpose_structure
+from lightning_sparse.nn.sparse_linear import SparseLinear, csr_structure, set_output_layouts, transpose_structure
 
 __all__ = [
     "DepthwiseConv2d",

@@ -20,10 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from lightning_sparse.core.optim_state import fresh_state_value
-from lightning_sparse.nn.sparse_linear import SparseLinear
+from lightning_sparse.nn.sparse_linear import SparseLinear, set_output_layouts
 
 __all__ = [
-    "set_output_layouts",
     "convert_param_state",
     "dense_optimizer_state",
     "dense_state_dict",
@@ -84,33 +83,6 @@ def sparse_to_linear(sparse: SparseLinear, linear: nn.Linear | None = None) -> n
     return linear
 
 
-def set_output_layouts(module: nn.Module) -> dict[str, bool]:
-    """Choose each :class:`SparseLinear`'s output layout from the layer that follows it.
-
-    A layer whose next linear layer (in module registration order, as in an MLP) is another
-    ``SparseLinear`` keeps the feature-major output the next one reads without a copy; any other
-    gets ``contiguous_output = True`` (a dense layer follows, or none). Only speed depends on it.
-
-    Returns:
-        Qualified layer name -> the ``contiguous_output`` set.
-
-    Examples:
-        >>> model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
-        >>> masks = {f"{i}.weight": torch.ones(model[i].weight.shape, dtype=torch.bool) for i in (0, 2)}
-        >>> _ = to_truly_sparse(model, masks)
-        >>> set_output_layouts(model)
-        {'0': False, '2': True}
-    """
-    linears = [(n, m) for n, m in module.named_modules() if isinstance(m, (nn.Linear, SparseLinear))]
-    chosen = {}
-    for k, (name, layer) in enumerate(linears):
-        if isinstance(layer, SparseLinear):
-            following = linears[k + 1][1] if k + 1 < len(linears) else None
-            layer.contiguous_output = not isinstance(following, SparseLinear)
-            chosen[name] = layer.contiguous_output
-    return chosen
-
-
 def to_truly_sparse(
     module: nn.Module, masks: Mapping[str, Tensor], max_density: float = 1.0, backend: str = "auto"
 ) -> list[str]:
@@ -120,7 +92,7 @@ def to_truly_sparse(
     most ``max_density`` becomes ``SparseLinear.from_dense(linear, mask)`` (weights outside the
     mask are dropped), following Nerva (Wesselink et al., 2024, arXiv:2407.17437). The other
     layers stay dense, so their masks keep being applied by the caller. The output layouts are
-    then chosen by :func:`set_output_layouts`. The bias ``Parameter``
+    then chosen by :func:`~lightning_sparse.nn.set_output_layouts`. The bias ``Parameter``
     object moves to the new layer; the weight becomes a new ``values`` parameter (see
     :func:`replace_optimizer_param` to carry an optimizer over).
 

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from . import kernels
 from .sparse_function import _sddmm, _SparseLinearFunction  # noqa: F401 (_sddmm: tests)
 
-__all__ = ["BACKENDS", "SparseLinear", "csr_structure", "transpose_structure"]
+__all__ = ["BACKENDS", "SparseLinear", "csr_structure", "set_output_layouts", "transpose_structure"]
 
 BACKENDS = ("auto", "cpp", "numba", "torch")
 """Kernel choices of :class:`SparseLinear`: ``"auto"`` uses the CPU kernels where they apply
@@ -372,3 +372,30 @@ class SparseLinear(nn.Module):
             f"backend={self._backend!r}"
         )
 
+
+def set_output_layouts(module: nn.Module) -> dict[str, bool]:
+    """Choose each :class:`SparseLinear`'s output layout from the layer that follows it.
+
+    A layer whose next linear layer (in module registration order, as in an MLP) is another
+    ``SparseLinear`` keeps the feature-major output the next one reads without a copy; any other
+    gets ``contiguous_output = True`` (a dense layer follows, or none). Only speed depends on it.
+
+    Returns:
+        Qualified layer name -> the ``contiguous_output`` set.
+
+    Examples:
+        >>> model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> masks = {f"{i}.weight": torch.ones(model[i].weight.shape, dtype=torch.bool) for i in (0, 2)}
+        >>> from lightning_sparse.nn import to_truly_sparse
+        >>> _ = to_truly_sparse(model, masks)
+        >>> set_output_layouts(model)
+        {'0': False, '2': True}
+    """
+    linears = [(n, m) for n, m in module.named_modules() if isinstance(m, (nn.Linear, SparseLinear))]
+    chosen = {}
+    for k, (name, layer) in enumerate(linears):
+        if isinstance(layer, SparseLinear):
+            following = linears[k + 1][1] if k + 1 < len(linears) else None
+            layer.contiguous_output = not isinstance(following, SparseLinear)
+            chosen[name] = layer.contiguous_output
+    return chosen
