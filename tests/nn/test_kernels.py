@@ -135,7 +135,7 @@ def test_batch_major_result_is_the_transpose_in_its_own_memory(bias: bool) -> No
     torch.testing.assert_close(out, (dense @ xt + (b[:, None] if bias else 0)).t(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (100, 3072), (33, 65), (0, 4)])
+@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (8, 8), (100, 3072), (512, 100), (33, 65), (0, 4)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_feature_major_is_the_contiguous_transpose(shape: tuple[int, int], dtype: torch.dtype) -> None:
     x = torch.randn(*shape, dtype=dtype)
@@ -146,3 +146,6 @@ def test_feature_major_is_the_contiguous_transpose(shape: tuple[int, int], dtype
     assert torch.equal(kernels.feature_major(strided), strided.t())
     already = x.t().contiguous().t()  # feature-major memory: handed back without a copy
     assert kernels.feature_major(already).data_ptr() == already.data_ptr()
+    # rows longer than the slice (row stride != width, unit column stride): the 8 x 8 block path
+    wide = torch.randn(shape[0], shape[1] + 5, dtype=dtype)[:, 3 : 3 + shape[1]]
+    assert torch.equal(kernels.feature_major(wide), wide.t())

@@ -16,6 +16,10 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <type_traits>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 #include <cstdint>
 #include <optional>
 
@@ -192,8 +196,63 @@ Tensor sddmm(const Tensor& crow, const Tensor& col, const Tensor& gt_in, const T
   return out;
 }
 
-// x^T made contiguous, in tiles of 16 x 128 (both sides stay in cache), tiles in parallel: torch's
-// strided copy for a transposed float matrix is several times slower and single-threaded.
+// x^T made contiguous. 8 x 8 blocks (eight rows of x read, eight rows of x^T written: eight cache
+// lines each side, so no row stride, even a multiple of 4 KiB, makes them evict each other), walked
+// down a band of eight output rows; bands in parallel above `kParallelTranspose` elements. For float
+// with AVX2 a block is transposed in registers. torch's strided copy of a transposed float matrix
+// is several times slower and single-threaded.
+constexpr int64_t kParallelTranspose = int64_t(1) << 17;
+
+template <typename T>
+inline void transpose_block(const T* __restrict src, int64_t s0, int64_t s1, T* __restrict dst, int64_t n,
+                            int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  for (int64_t j = j0; j < j1; ++j) {
+    T* __restrict d = dst + j * n;
+    for (int64_t i = i0; i < i1; ++i) d[i] = src[i * s0 + j * s1];
+  }
+}
+
+#if defined(__AVX2__)
+inline void transpose8x8(const float* __restrict src, int64_t s0, float* __restrict dst, int64_t n) {
+  __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + s0), r2 = _mm256_loadu_ps(src + 2 * s0),
+         r3 = _mm256_loadu_ps(src + 3 * s0), r4 = _mm256_loadu_ps(src + 4 * s0),
+         r5 = _mm256_loadu_ps(src + 5 * s0), r6 = _mm256_loadu_ps(src + 6 * s0),
+         r7 = _mm256_loadu_ps(src + 7 * s0);
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+         t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+         t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+         u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+         u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+         u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_storeu_ps(dst + n, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_storeu_ps(dst + 2 * n, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_storeu_ps(dst + 3 * n, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_storeu_ps(dst + 4 * n, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_storeu_ps(dst + 5 * n, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_storeu_ps(dst + 6 * n, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_storeu_ps(dst + 7 * n, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#endif
+
+template <typename T>
+void transpose_band(const T* __restrict src, int64_t s0, int64_t s1, T* __restrict dst, int64_t n, int64_t j0,
+                    int64_t j1) {
+  constexpr int64_t B = 8;
+  const int64_t i_full = n - n % B;
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (s1 == 1 && j1 - j0 == B) {
+      for (int64_t i = 0; i < i_full; i += B) transpose8x8(src + i * s0 + j0, s0, dst + j0 * n + i, n);
+      transpose_block(src, s0, s1, dst, n, i_full, n, j0, j1);
+      return;
+    }
+  }
+#endif
+  for (int64_t i = 0; i < n; i += B) transpose_block(src, s0, s1, dst, n, i, std::min(i + B, n), j0, j1);
+}
+
 Tensor feature_major(const Tensor& x) {
   TORCH_CHECK(x.dim() == 2 && x.device().is_cpu(), "feature_major: a 2-D CPU tensor");
   const int64_t n = x.size(0), f = x.size(1);
@@ -201,24 +260,19 @@ Tensor feature_major(const Tensor& x) {
   Tensor out = at::empty({f, n}, x.options());
   if (out.numel() == 0) return out;
   const int64_t s0 = x.stride(0), s1 = x.stride(1);
-  constexpr int64_t BI = 16, BJ = 128;  // tile: 16 rows of x, 128 features
-  const int64_t tiles_n = (n + BI - 1) / BI, tiles_f = (f + BJ - 1) / BJ;
+  constexpr int64_t B = 8;
+  const int64_t bands = (f + B - 1) / B;  // band b: output rows (features) [8b, 8b + 8)
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lightning_sparse_feature_major", [&] {
     const scalar_t* src = x.data_ptr<scalar_t>();
     scalar_t* dst = out.data_ptr<scalar_t>();
-    const int64_t grain = n * f >= (1 << 16) ? 1 : tiles_n * tiles_f;
-    at::parallel_for(0, tiles_n * tiles_f, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) {
-        const int64_t i0 = (t / tiles_f) * BI, j0 = (t % tiles_f) * BJ;
-        const int64_t i1 = std::min(i0 + BI, n), j1 = std::min(j0 + BJ, f);
-        // rows of x read contiguously; the writes are `n` apart (a row stride of x that is a
-        // multiple of 4 KiB would make strided reads collide in the same cache sets)
-        for (int64_t i = i0; i < i1; ++i) {
-          const scalar_t* r = src + i * s0;
-          for (int64_t j = j0; j < j1; ++j) dst[j * n + i] = r[j * s1];
-        }
-      }
-    });
+    const auto run = [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) transpose_band(src, s0, s1, dst, n, b * B, std::min(b * B + B, f));
+    };
+    if (n * f < kParallelTranspose || at::in_parallel_region()) {
+      run(0, bands);
+    } else {
+      at::parallel_for(0, bands, 1, run);
+    }
   });
   return out;
 }
