@@ -334,6 +334,51 @@ def feature_major(x: Tensor, impl: Optional[str] = None) -> Tensor:
     return x.detach().t().contiguous()
 
 
+def sparse_linear(
+    x: Tensor,
+    values: Tensor,
+    bias: Optional[Tensor],
+    structure: tuple[Tensor, Tensor, Tensor, Tensor, Tensor],
+    contiguous_output: bool = False,
+) -> Tensor:
+    """``x W^T + b`` for ``x`` ``(N, in)`` and a CSR ``W``, differentiable in ``x``, ``values`` and
+    ``bias``: the C++ kernels' autograd op (forward and backward without Python in between).
+
+    Args:
+        x: ``(N, in)`` of ``values``' dtype (float32 / float64, CPU).
+        values: ``(nnz,)`` non-zeros of ``W`` in CSR order.
+        bias: optional ``(out,)``.
+        structure: ``(crow, col, t_crow, t_col, t_perm)``: the CSR of ``W`` and of ``W^T``, with
+            ``t_perm`` mapping the non-zeros of ``W^T`` to ``values``.
+        contiguous_output: return ``(N, out)`` contiguous instead of in feature-major memory.
+
+    Returns:
+        ``(N, out)``, strides ``(1, N)`` (a tensor of its own, not a view) or contiguous.
+
+    Raises:
+        RuntimeError: if the C++ kernels are not available (see :func:`implementation`).
+
+    Examples:
+        >>> from lightning_sparse.nn import csr_structure, transpose_structure
+        >>> mask = torch.tensor([[True, False], [True, True]])
+        >>> crow, col, row = csr_structure(mask)
+        >>> structure = (crow, col) + transpose_structure(row, col, 2)
+        >>> values = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        >>> y = sparse_linear(torch.ones(1, 2), values, None, structure)
+        >>> y.tolist()
+        [[1.0, 5.0]]
+        >>> y.sum().backward()
+        >>> values.grad.tolist()
+        [1.0, 1.0, 1.0]
+    """
+    if _resolve("cpp") is None:
+        raise RuntimeError("sparse_linear needs the C++ kernels; numba (their dependency here) is not installed.")
+    crow, col, t_crow, t_col, t_perm = structure
+    return torch.ops.lightning_sparse.sparse_linear(
+        x, values, bias, crow, col, t_crow, t_col, t_perm, PARALLEL_MIN_WORK, contiguous_output
+    )
+
+
 def spmm(
     crow: Tensor,
     col: Tensor,

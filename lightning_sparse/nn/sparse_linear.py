@@ -343,6 +343,16 @@ class SparseLinear(nn.Module):
         # Sparse products run in the weight dtype: autocast would hand them bfloat16 operands
         # that torch's CSR kernels do not implement.
         impl = self.kernel_implementation()
+        if impl == "cpp":
+            # one autograd op in C++ (forward and backward without Python between the kernels);
+            # autocast has no rule for it, so it runs in the weight dtype
+            y = torch.ops.lightning_sparse.sparse_linear(
+                x2d, values, bias, self.crow_indices, self.col_indices, self.t_crow_indices,
+                self.t_col_indices, self.t_perm, kernels.PARALLEL_MIN_WORK, self.contiguous_output,
+            )
+            if y.dtype != self.values.dtype:
+                y = y.to(self.values.dtype)
+            return y if x.dim() == 2 else y.reshape(*batch_shape, self.out_features)
         with torch.autocast(x2d.device.type, enabled=False):
             y = _SparseLinearFunction.apply(
                 x2d,

@@ -40,16 +40,22 @@ def _dense_and_sparse(in_f: int, out_f: int, density: float, dtype=torch.float32
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("contiguous", [False, True])
-def test_gradcheck_float64(bias: bool, backend: str, contiguous: bool) -> None:
+@pytest.mark.parametrize("path", ["module", "function"])
+def test_gradcheck_float64(bias: bool, backend: str, contiguous: bool, path: str) -> None:
+    # "module": the layer's own forward (with the C++ kernels their autograd op, else the Python
+    # Function); "function": the Python Function with the same kernels
     _, _, layer = _dense_and_sparse(7, 5, 0.4, dtype=torch.float64, bias=bias, backend=backend)
     assert layer.uses_kernels() == (backend != "torch")
     assert layer.kernel_implementation() == (None if backend == "torch" else backend)
+    layer.contiguous_output = contiguous
     x = torch.randn(3, 7, dtype=torch.float64, requires_grad=True)
 
-    # Call the Function directly so gradcheck sees the leaf tensors it perturbs.
     from lightning_sparse.nn.sparse_linear import _SparseLinearFunction
 
-    def direct(x, values, b):
+    def direct(x, values, b):  # the leaves gradcheck perturbs go in as arguments
+        if path == "module":
+            params = {"values": values} | ({"bias": b} if b is not None else {})
+            return torch.func.functional_call(layer, params, (x,))
         return _SparseLinearFunction.apply(
             x, values, b, layer.crow_indices, layer.col_indices, layer.row_indices,
             layer.t_crow_indices, layer.t_col_indices, layer.t_perm, layer.out_features,
@@ -58,6 +64,9 @@ def test_gradcheck_float64(bias: bool, backend: str, contiguous: bool) -> None:
 
     values = layer.values.detach().clone().requires_grad_(True)
     b = layer.bias.detach().clone().requires_grad_(True) if bias else None
+    out = direct(x, values, b)
+    if backend != "torch":  # torch's path returns a transposed view either way
+        assert out.is_contiguous() == contiguous
     assert torch.autograd.gradcheck(direct, (x, values, b))
 
 

@@ -5,6 +5,8 @@
 //   spmm(crow, col, values, perm, xt, bias, min_work, batch_major) -> (rows, batch) = A @ X^T (+ bias),
 //       or with batch_major its transpose (batch, rows), strides (1, batch): the same memory, not a view
 //   sddmm(crow, col, gt, xt, min_work)              -> (nnz,)  entry k = gt[row_k] . xt[col_k]
+//   feature_major(x)                                -> x^T contiguous (a view when x is feature-major)
+//   sparse_linear(...)                              -> SparseLinear's forward, with its backward (autograd)
 // Index tensors are int32 or int64. Work is split into chunks of equal non-zero count (not equal rows), one per thread of torch's
 // pool, so the kernels and torch's own ops share one set of threads; below `min_work`
 // multiply-adds (nnz * batch) a call runs on the calling thread.
@@ -13,6 +15,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_strided.h>
+#include <torch/autograd.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -277,12 +280,58 @@ Tensor feature_major(const Tensor& x) {
   return out;
 }
 
+// SparseLinear's forward and backward as one autograd op (no Python between the kernels):
+//   sparse_linear(x (N, in), values, bias?, crow, col, t_crow, t_col, t_perm, min_work, contiguous_output)
+//     -> (N, out) = x W^T + b, in feature-major memory (strides (1, N)), or contiguous with
+//        contiguous_output; t_* is the CSR of W^T with t_perm mapping its non-zeros to `values`.
+// Backward: grad_x = g W (the CSR of W^T), grad_values = (g^T x) at the non-zeros, grad_b = sum of g.
+class SparseLinearFunction : public torch::autograd::Function<SparseLinearFunction> {
+ public:
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& x, const Tensor& values,
+                        const std::optional<Tensor>& bias, const Tensor& crow, const Tensor& col, const Tensor& t_crow,
+                        const Tensor& t_col, const Tensor& t_perm, int64_t min_work, bool contiguous_output) {
+    TORCH_CHECK(x.dim() == 2 && x.scalar_type() == values.scalar_type(),
+                "sparse_linear: x must be 2-D (N, in_features), of values' dtype");
+    const Tensor xt = feature_major(x);  // (in, N)
+    Tensor y = spmm(crow, col, values, std::nullopt, xt, bias, min_work, !contiguous_output);
+    if (contiguous_output) y = feature_major(y);  // the (out, N) product transposed: (N, out) contiguous
+    ctx->save_for_backward({xt, values, crow, col, t_crow, t_col, t_perm});
+    ctx->saved_data["min_work"] = min_work;
+    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();  // else `bias` has no input edge
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const Tensor &xt = saved[0], &values = saved[1], &crow = saved[2], &col = saved[3];
+    const Tensor &t_crow = saved[4], &t_col = saved[5], &t_perm = saved[6];
+    const int64_t min_work = ctx->saved_data["min_work"].toInt();
+    Tensor g = grads[0];
+    if (g.scalar_type() != values.scalar_type()) g = g.to(values.scalar_type());  // e.g. a bfloat16 gradient
+    const Tensor gt = feature_major(g);  // (out, N); a view when g is feature-major
+    Tensor grad_x, grad_values, grad_bias;
+    if (ctx->needs_input_grad(0)) grad_x = spmm(t_crow, t_col, values, t_perm, gt, std::nullopt, min_work, true);
+    if (ctx->needs_input_grad(1)) grad_values = sddmm(crow, col, gt, xt, min_work);
+    if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)) grad_bias = gt.sum(1);
+    return {grad_x, grad_values, grad_bias, Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+Tensor sparse_linear(const Tensor& x, const Tensor& values, const std::optional<Tensor>& bias, const Tensor& crow,
+                     const Tensor& col, const Tensor& t_crow, const Tensor& t_col, const Tensor& t_perm,
+                     int64_t min_work, bool contiguous_output) {
+  return SparseLinearFunction::apply(x, values, bias, crow, col, t_crow, t_col, t_perm, min_work, contiguous_output);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(lightning_sparse, m) {
   m.def("spmm(Tensor crow, Tensor col, Tensor values, Tensor? perm, Tensor xt, Tensor? bias, int min_work, bool batch_major) -> Tensor");
   m.def("sddmm(Tensor crow, Tensor col, Tensor gt, Tensor xt, int min_work) -> Tensor");
   m.def("feature_major(Tensor x) -> Tensor");
+  m.def("sparse_linear(Tensor x, Tensor values, Tensor? bias, Tensor crow, Tensor col, Tensor t_crow, Tensor t_col, "
+        "Tensor t_perm, int min_work, bool contiguous_output) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(lightning_sparse, CPU, m) {
@@ -290,3 +339,5 @@ TORCH_LIBRARY_IMPL(lightning_sparse, CPU, m) {
   m.impl("sddmm", &sddmm);
   m.impl("feature_major", &feature_major);
 }
+
+TORCH_LIBRARY_IMPL(lightning_sparse, CompositeImplicitAutograd, m) { m.impl("sparse_linear", &sparse_linear); }
