@@ -183,16 +183,24 @@ class BatchNormalize(BatchTransform):
             raise ValueError(f"`std` must be positive in every channel, got {tuple(std_t.tolist())}.")
         self.mean, self.std = tuple(mean_t.tolist()), tuple(std_t.tolist())
         self._mean, self._std = mean_t, std_t
+        self._affine: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (device, ndim, max) -> (scale, shift)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         shape = (1, -1) + (1,) * (x.ndim - 2)
-        mean = self._mean.to(x.device).view(shape)
-        std = self._std.to(x.device).view(shape)
         if x.is_floating_point():
+            mean = self._mean.to(x.device).view(shape)
+            std = self._std.to(x.device).view(shape)
             out = x.to(torch.float32)
-        else:
-            out = x.to(torch.float32).mul_(1.0 / float(torch.iinfo(x.dtype).max))
-        return out.sub_(mean).div_(std) if out is not x else (out - mean).div_(std)
+            return out.sub_(mean).div_(std) if out is not x else (out - mean).div_(std)
+        # integer input in two passes: x * (1 / (max * std)) in float32 (the product converts), then
+        # + (-mean / std); equal to (x / max - mean) / std up to float32 rounding
+        key = (x.device, x.ndim, torch.iinfo(x.dtype).max)
+        cached = self._affine.get(key)
+        if cached is None:
+            scale = (1.0 / (key[2] * self._std.double())).float().to(x.device).view(shape)
+            shift = (-self._mean.double() / self._std.double()).float().to(x.device).view(shape)
+            cached = self._affine[key] = (scale, shift)
+        return torch.mul(x, cached[0]).add_(cached[1])
 
 
 class BatchCompose(BatchTransform):
