@@ -363,6 +363,7 @@ class DomainAdaptation(SparseTask):
         return min(1.0, scheduler.last_epoch / self.total_batches())
 
     def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
         if self.uses_weights and self.hparams.setting in ("partial", "universal"):
             self.log("train/shared_classes", self.shared_classes.sum().float())
 

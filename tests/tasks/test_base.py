@@ -192,3 +192,36 @@ def test_step_values_at_the_logging_cadence_epoch_values_exact(tmp_path):
         losses = nn.functional.cross_entropy(task(data.x), data.y, reduction="none")
     assert trainer.callback_metrics["train/loss_epoch"].item() == pytest.approx(losses.mean().item(), rel=1e-5)
     assert trainer.callback_metrics["val/loss"].item() == pytest.approx(losses[:18].mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("max_steps", [-1, 10])  # whole epochs; a stop in the middle of the second epoch
+def test_buffered_training_metrics_equal_per_sample_accuracy(tmp_path, monkeypatch, max_steps):
+    """The training metrics get their update in chunks (here every 3 batches of 4 samples x 4
+    logits) and at the epoch's last batch; the epoch accuracy a callback reads at epoch end is the
+    accuracy over every sample the epoch trained on."""
+    import lightning_sparse.tasks.base as base
+
+    monkeypatch.setattr(base, "METRIC_BUFFER_ELEMENTS", 48)
+    updates, seen = [], []
+
+    class _Count(ImageClassifier):
+        def flush_train_metrics(self):
+            if self._metric_buffer:
+                updates.append(sum(len(y) for _, y in self._metric_buffer))
+            super().flush_train_metrics()
+
+    class _Read(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            seen.append(trainer.callback_metrics["train/acc"].item())
+
+    task = _Count("mlp", _MLP, num_classes=4, scheduler="none", lr=1e-12, momentum=0.0, weight_decay=0.0)
+    data = _Indexed(28)  # 7 batches of 4 per epoch
+    trainer = _trainer(tmp_path, max_steps=max_steps, max_epochs=2, limit_val_batches=0, callbacks=[_Read()])
+    trainer.fit(task, DataLoader(data, batch_size=4))
+    with torch.no_grad():
+        correct = (task(data.x).argmax(-1) == data.y).float()  # lr 1e-12: the predictions do not move
+    # per epoch: 12 + 12 samples at the buffer's limit, the last 4 at the epoch's end
+    assert updates == ([12, 12, 4, 12, 12, 4] if max_steps == -1 else [12, 12, 4, 12])
+    assert seen[0] == pytest.approx(correct.mean().item())
+    assert seen[1] == pytest.approx(correct.mean().item() if max_steps == -1 else correct[:12].mean().item())
+    assert task._metric_buffer == []
