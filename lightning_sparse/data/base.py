@@ -51,12 +51,15 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_sparse._validation import check_bool, check_int
 from lightning_sparse.data.loading import EpochSampler, IndexedDataset, ResumableDataLoader
-from lightning_sparse.data.memory import MemoryBatchLoader
+from lightning_sparse.data.memory import MemoryBatchLoader, with_feature_major
 
-__all__ = ["LOADERS", "DataModule", "check_count"]
+__all__ = ["BATCH_LAYOUTS", "LOADERS", "DataModule", "check_count"]
 
 LOADERS: tuple[str, ...] = ("dataset", "memory")
 """The values of ``loader``: the per-sample ``DataLoader`` path, or the in-memory batch loader."""
+
+BATCH_LAYOUTS: tuple[str, ...] = ("batch_major", "feature_major")
+"""The values of ``batch_layout``: the memory order of the in-memory loader's input batches."""
 
 
 def check_count(name: str, value: Any, low: int, allow_none: bool = False) -> Any:
@@ -87,10 +90,16 @@ class DataModule(L.LightningDataModule):
         loader: ``"dataset"`` (a ``DataLoader`` over the per-sample dataset) or ``"memory"``
             (a :class:`~lightning_sparse.data.memory.MemoryBatchLoader` over the split held as
             tensors, augmented per batch; only for data modules that provide it).
+        batch_layout: The memory order of the input batches of ``loader="memory"``:
+            ``"batch_major"`` (contiguous, as collated) or ``"feature_major"`` (the batch index
+            fastest, :func:`~lightning_sparse.data.memory.feature_major_batch`: the layout a
+            truly sparse first layer reads without a transpose; slower for convolutions). The
+            values are the same either way.
 
     Raises:
-        ValueError: If an argument is out of range, or ``loader="memory"`` is given to a data
-            module without the in-memory hooks.
+        ValueError: If an argument is out of range, ``loader="memory"`` is given to a data
+            module without the in-memory hooks, or ``batch_layout="feature_major"`` without
+            ``loader="memory"``.
 
     Examples:
         >>> import torch
@@ -109,7 +118,7 @@ class DataModule(L.LightningDataModule):
     _memory_loader = False  # subclasses implementing ``memory_arrays`` / ``memory_transform`` set True
 
     def __init__(self, batch_size: int | None = 64, num_workers: int = 0, seed: int = 0,
-                 return_index: bool = False, loader: str = "dataset") -> None:
+                 return_index: bool = False, loader: str = "dataset", batch_layout: str = "batch_major") -> None:
         super().__init__()
         check_count("batch_size", batch_size, 1, allow_none=self._batch_size_optional)
         check_count("num_workers", num_workers, 0)
@@ -122,12 +131,20 @@ class DataModule(L.LightningDataModule):
                 f"`loader='memory'` is not supported by {type(self).__name__} (it does not hold its splits as "
                 "tensors: no `memory_arrays` / `memory_transform`); use `loader='dataset'`."
             )
+        if not isinstance(batch_layout, str) or batch_layout not in BATCH_LAYOUTS:
+            raise ValueError(f"`batch_layout` must be one of {list(BATCH_LAYOUTS)}, got {batch_layout!r}.")
+        if batch_layout != "batch_major" and loader != "memory":
+            raise ValueError(
+                f"`batch_layout={batch_layout!r}` needs `loader='memory'` (the per-sample DataLoader collates "
+                f"contiguous batches), got loader={loader!r}."
+            )
         self.save_hyperparameters()  # every argument of the subclasses' __init__ chain too
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
         self.return_index = return_index
         self.loader = loader
+        self.batch_layout = batch_layout
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
@@ -180,6 +197,8 @@ class DataModule(L.LightningDataModule):
         x, y, *extras = arrays
         train = name == "train"
         transform = self.memory_transform(train)
+        if self.batch_layout == "feature_major":
+            transform = with_feature_major(transform)
         return MemoryBatchLoader(x, y, self.batch_size, sampler, transform=transform,
                                  return_index=self.return_index and train, extras=extras,
                                  progress=self._batches_trained if train else None)

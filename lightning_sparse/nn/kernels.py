@@ -316,6 +316,9 @@ def _threads() -> None:
         numba.set_num_threads(wanted)
 
 
+_TRANSPOSE_DTYPES = (torch.float32, torch.float64, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
 def feature_major(x: Tensor, impl: Optional[str] = None) -> Tensor:
     """``x.t().contiguous()`` for a 2-D ``(batch, features)`` tensor: ``(features, batch)``.
 
@@ -329,7 +332,7 @@ def feature_major(x: Tensor, impl: Optional[str] = None) -> Tensor:
                 [1., 4.],
                 [2., 5.]])
     """
-    if x.dim() == 2 and x.dtype in SUPPORTED_DTYPES and x.device.type == "cpu" and _resolve(impl) == "cpp":
+    if x.dim() == 2 and x.device.type == "cpu" and x.dtype in _TRANSPOSE_DTYPES and _resolve(impl) == "cpp":
         return torch.ops.lightning_sparse.feature_major(x.detach())
     return x.detach().t().contiguous()
 

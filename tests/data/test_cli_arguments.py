@@ -42,3 +42,4 @@ def test_cifar_keeps_its_corruption_constants_out_of_the_config(tmp_path, monkey
         main(["fit", "--config", str(ROOT / "recipes/nerva/dense_mlp_cifar10.yaml"), "--print_config"])
     data = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]
     assert "corruption_params" not in data and data["batch_size"] == 100 and data["loader"] == "memory"
+    assert data["batch_layout"] == "feature_major"

@@ -340,3 +340,50 @@ def test_a_corrupted_test_set_keeps_the_per_sample_loader(tmp_path):
     assert isinstance(test, torch.utils.data.DataLoader)
     x, y = next(iter(test))
     assert x.shape == (16, 3, 32, 32)
+
+
+# --------------------------------------------------------------------------- batch layout
+@pytest.mark.parametrize("augment", [False, True])
+def test_feature_major_batches_hold_the_same_values(tmp_path, augment):
+    """`batch_layout="feature_major"`: every batch equals the batch-major one (same seed, so the
+    same crops and flips), in memory with the batch index fastest, and a SparseLinear after the
+    flatten reads it without a copy."""
+    from lightning_sparse.nn import kernels
+
+    write_cifar10_pickles(tmp_path, per_batch=40, n_test=50)
+    kw = dict(val_split=40, train_subset=60, test_subset=30, augment=augment, return_index=True)
+    batch_major, feature_major = _cifar(tmp_path, "memory", **kw), _cifar(tmp_path, "memory", batch_layout="feature_major", **kw)
+    for name in ("train", "val", "test"):
+        got = list(getattr(feature_major, f"{name}_dataloader")())
+        want = list(getattr(batch_major, f"{name}_dataloader")())
+        assert len(got) == len(want) > 0
+        for b, b0 in zip(got, want, strict=True):
+            x, x0 = b[0], b0[0]
+            assert torch.equal(x, x0) and all(torch.equal(u, v) for u, v in zip(b[1:], b0[1:]))
+            n = x.shape[0]
+            assert x.stride() == (1, 1024 * n, 32 * n, n) and x0.is_contiguous()
+            flat = x.flatten(1)
+            assert flat.stride() == (1, n) and kernels.feature_major(flat).data_ptr() == x.data_ptr()
+
+
+def test_a_bad_batch_layout_names_the_argument(tmp_path):
+    with pytest.raises(ValueError, match=r"`batch_layout` must be one of \['batch_major', 'feature_major'\], got 'rows'"):
+        DigitsDataModule(loader="memory", batch_layout="rows")
+    with pytest.raises(ValueError, match=r"`batch_layout='feature_major'` needs `loader='memory'`.*got loader='dataset'"):
+        DigitsDataModule(batch_layout="feature_major")
+
+
+def test_feature_major_of_any_transform_keeps_the_values():
+    from lightning_sparse.data.memory import BatchFeatureMajor, feature_major_batch, with_feature_major
+
+    x = torch.randint(0, 256, (5, 2, 3, 4), dtype=torch.uint8)
+    for t in (None, BatchNormalize(0.5, 0.25), BatchCompose(BatchHorizontalFlip(), BatchNormalize((0.1, 0.2), (0.3, 0.4))),
+              BatchHorizontalFlip()):
+        fm = with_feature_major(t)
+        want = x if t is None else t(x, torch.Generator().manual_seed(1))
+        got = fm(x, torch.Generator().manual_seed(1))
+        assert torch.equal(got, want) and got.stride() == (1, 12 * 5, 4 * 5, 5)
+        if isinstance(t, BatchNormalize):
+            assert not t.feature_major  # the given transform is left as it was
+    assert isinstance(with_feature_major(BatchHorizontalFlip()).steps[-1], BatchFeatureMajor)
+    assert torch.equal(feature_major_batch(torch.arange(3)), torch.arange(3))  # 1-D: as it is

@@ -149,3 +149,11 @@ def test_feature_major_is_the_contiguous_transpose(shape: tuple[int, int], dtype
     # rows longer than the slice (row stride != width, unit column stride): the 8 x 8 block path
     wide = torch.randn(shape[0], shape[1] + 5, dtype=dtype)[:, 3 : 3 + shape[1]]
     assert torch.equal(kernels.feature_major(wide), wide.t())
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
+@pytest.mark.parametrize("shape", [(100, 3072), (17, 9)])
+def test_feature_major_of_integer_batches(shape: tuple[int, int], dtype: torch.dtype) -> None:
+    x = torch.randint(0, 100, shape, dtype=dtype)
+    out = kernels.feature_major(x)
+    assert out.dtype == dtype and out.is_contiguous() and torch.equal(out, x.t())

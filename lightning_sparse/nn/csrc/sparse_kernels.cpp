@@ -265,7 +265,7 @@ Tensor feature_major(const Tensor& x) {
   const int64_t s0 = x.stride(0), s1 = x.stride(1);
   constexpr int64_t B = 8;
   const int64_t bands = (f + B - 1) / B;  // band b: output rows (features) [8b, 8b + 8)
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lightning_sparse_feature_major", [&] {
+  AT_DISPATCH_ALL_TYPES(x.scalar_type(), "lightning_sparse_feature_major", [&] {
     const scalar_t* src = x.data_ptr<scalar_t>();
     scalar_t* dst = out.data_ptr<scalar_t>();
     const auto run = [&](int64_t begin, int64_t end) {
