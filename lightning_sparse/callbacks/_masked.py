@@ -299,8 +299,11 @@ class SparseMaskCallback(FirstMasks, MaskState, Callback):
             rank_zero_warn(f"{self._label()}: sparse parameters in no optimizer stay fixed: {missing[:5]}.")
 
     def _after_step(self, optimizer: Any, names: list[str]) -> None:
-        self._maskset.apply(self._params, self._free(names))
-        if id(optimizer) in self._expect_post:
+        # after a step on masked gradients the inactive weights are finite (zero for torch's
+        # optimizers): the cheaper multiply re-masks small layers
+        masked_step = id(optimizer) in self._expect_post
+        self._maskset.apply(self._params, self._free(names), multiply=masked_step)
+        if masked_step:
             self._expect_post.discard(id(optimizer))
         elif not self._warned_outside:
             self._warned_outside = True

@@ -53,6 +53,10 @@ def mask_checksum(masks: Mapping[str, Tensor]) -> Tensor:
     return torch.stack(parts).sum(0).cpu() if parts else torch.zeros(3, dtype=torch.float64)
 
 
+MULTIPLY_MAX_ELEMENTS = 1 << 16
+"""``MaskSet.apply(multiply=True)`` multiplies tensors up to this size by a keep-mask."""
+
+
 class MaskSet:
     """Bool masks keyed by qualified parameter name, at each target's unit granularity.
 
@@ -82,6 +86,7 @@ class MaskSet:
         self.units: dict[str, Tensor] = {}
         self.ever: dict[str, Tensor] = {}
         self._off: dict[str, Tensor] = {}
+        self._keep: dict[str, Tensor] = {}  # float keep-masks of small parameters (apply(multiply=True))
         for name, mask in masks.items():
             self.set(name, mask)
 
@@ -102,6 +107,7 @@ class MaskSet:
         self.units[name] = mask
         self.ever[name] = self.ever[name] | mask if name in self.ever else mask.clone()
         self._off[name] = target.expand(~mask)
+        self._keep.pop(name, None)
 
     def full(self, name: str) -> Tensor:
         """Parameter-shaped bool mask of ``name``."""
@@ -116,11 +122,25 @@ class MaskSet:
         return int(self.units[name].sum())
 
     @torch.no_grad()
-    def apply(self, tensors: Mapping[str, Tensor], names=None) -> None:
-        """Zero every inactive position of the given parameter-shaped tensors (weights or grads)."""
+    def apply(self, tensors: Mapping[str, Tensor], names=None, multiply: bool = False) -> None:
+        """Zero every inactive position of the given parameter-shaped tensors (weights or grads).
+
+        ``multiply``: tensors of at most ``MULTIPLY_MAX_ELEMENTS`` elements are multiplied by a
+        cached keep-mask of their dtype instead (one plain elementwise kernel: a third of
+        ``masked_fill_``'s time on a small layer). Equal for finite values; an inactive NaN or
+        infinity stays non-finite, so it is for tensors whose inactive entries are already zero
+        or finite (the weights right after a step on masked gradients).
+        """
         for name in self.units if names is None else names:
             t = tensors.get(name)
-            if t is not None:
+            if t is None:
+                continue
+            if multiply and t.numel() <= MULTIPLY_MAX_ELEMENTS and t.is_floating_point():
+                keep = self._keep.get(name)
+                if keep is None or keep.dtype != t.dtype or keep.device != t.device:
+                    keep = self._keep[name] = (~self._off[name]).to(t.dtype)
+                t.mul_(keep)
+            else:
                 t.masked_fill_(self._off[name], 0.0)
 
     def densities(self) -> dict[str, float]:

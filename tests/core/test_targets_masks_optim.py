@@ -148,3 +148,25 @@ def test_maskset_state_roundtrip_and_mismatch():
         MaskSet.from_state_dict(find_targets(nn.Linear(5, 4)), ms.state_dict())
     with pytest.raises(ValueError, match="must be bool of shape"):
         ms.set("0.weight", torch.ones(3, 3, dtype=torch.bool))
+
+
+def test_maskset_apply_by_multiplying_equals_masked_fill():
+    """`apply(multiply=True)`: small tensors multiplied by a cached keep-mask (renewed by `set`),
+    large ones masked_fill_; the same zeros either way for finite values."""
+    import lightning_sparse.core.masks as masks_module
+    from lightning_sparse.core import MaskSet
+
+    net = nn.Sequential(nn.Linear(6, 5), nn.Conv2d(2, 3, 3), nn.Linear(300, 300))  # 90,000 > 2^16 elements
+    targets = find_targets(net, granularity="kernel")
+    g = torch.Generator().manual_seed(1)
+    ms = MaskSet(targets, {t.name: torch.rand(t.unit_shape, generator=g) > 0.5 for t in targets})
+    assert net[2].weight.numel() > masks_module.MULTIPLY_MAX_ELEMENTS >= net[1].weight.numel()
+    for step in range(2):
+        params = {n: p.detach().clone() for n, p in net.named_parameters()}
+        expect = {n: t.clone() for n, t in params.items()}
+        MaskSet.apply(ms, expect)  # masked_fill_
+        ms.apply(params, multiply=True)
+        assert all(torch.equal(params[n], expect[n]) for n in ms)
+        assert set(ms._keep) == {"0.weight", "1.weight"}  # the large layer keeps no float copy
+        ms.set("0.weight", ~ms["0.weight"])  # the next pass must use the new mask
+        assert "0.weight" not in ms._keep
