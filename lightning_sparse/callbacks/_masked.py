@@ -353,7 +353,9 @@ class SparseMaskCallback(FirstMasks, MaskState, Callback):
                 self._step_log["skipped"] = 1.0
                 self._skipped_updates += 1
                 self._pending_log["sparsity/skipped_updates"] = float(self._skipped_updates)
-        self._maskset.apply(grads)  # inactive weights get no update (nor optimizer state)
+        # inactive weights get no update (nor optimizer state); masked_fill_ zeroes even a
+        # non-finite gradient (the contract of the grad scaler's skipped steps)
+        self._maskset.apply(grads, names)
 
     @torch.no_grad()
     def _update(self, trainer: Trainer, step: int, optimizer: Any, names: list[str]) -> None:

@@ -252,7 +252,10 @@ class TrulySparse(Callback):
         return masks
 
     def _due(self, trainer: Trainer, next_batch: bool) -> bool:
-        return any(p.needs_dense_gradients(trainer, next_batch=next_batch) for p in self._providers)
+        for provider in self._providers:  # (a loop: called on every batch)
+            if provider.needs_dense_gradients(trainer, next_batch=next_batch):
+                return True
+        return False
 
     # ------------------------------------------------------------------ the training loop
     @override

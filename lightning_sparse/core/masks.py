@@ -121,20 +121,22 @@ class MaskSet:
         """Active units of ``name``."""
         return int(self.units[name].sum())
 
-    @torch.no_grad()
     def apply(self, tensors: Mapping[str, Tensor], names=None, multiply: bool = False) -> None:
         """Zero every inactive position of the given parameter-shaped tensors (weights or grads).
 
         ``multiply``: tensors of at most ``MULTIPLY_MAX_ELEMENTS`` elements are multiplied by a
         cached keep-mask of their dtype instead (one plain elementwise kernel: a third of
         ``masked_fill_``'s time on a small layer). Equal for finite values; an inactive NaN or
-        infinity stays non-finite, so it is for tensors whose inactive entries are already zero
-        or finite (the weights right after a step on masked gradients).
+        infinity stays non-finite, so it is for tensors whose inactive entries are finite (the
+        weights right after a step on masked gradients).
         """
+        # in place on detached views (parameters): cheaper than a no_grad context on every step
         for name in self.units if names is None else names:
             t = tensors.get(name)
             if t is None:
                 continue
+            if t.requires_grad:
+                t = t.detach()
             if multiply and t.numel() <= MULTIPLY_MAX_ELEMENTS and t.is_floating_point():
                 keep = self._keep.get(name)
                 if keep is None or keep.dtype != t.dtype or keep.device != t.device:
