@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from lightning_sparse._training import estimated_stepping_batches
 from lightning_sparse._validation import check_int, check_number
+from lightning_sparse.tasks._bookkeeping import BufferedTrainMetrics, fused_supported
 from lightning_sparse.core.per_sample import per_sample_output, weighted_mean
 from lightning_sparse.models.weights import load_backbone_weights
 
@@ -116,29 +117,7 @@ def _layout_text(layouts: Sequence[Sequence[str]]) -> str:
     return texts[0] if len(texts) == 1 else f"{', '.join(texts[:-1])} or {texts[-1]}"
 
 
-METRIC_BUFFER_ELEMENTS = 1 << 18
-"""Buffered training logits (elements) after which the training metrics get their update."""
-
-
-def fused_supported(params: list[torch.Tensor]) -> bool:
-    """Whether torch's fused optimizers take ``params``: floating point, on a device with fused
-    kernels (CPU and CUDA among them), none sparse.
-
-    Examples:
-        >>> fused_supported([torch.zeros(2, requires_grad=True)])
-        True
-        >>> fused_supported([torch.zeros(2, dtype=torch.int64)])
-        False
-    """
-    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-
-    devices = _get_fused_kernels_supported_devices()
-    return bool(params) and all(
-        p.is_floating_point() and p.device.type in devices and not p.is_sparse for p in params
-    )
-
-
-class SparseTask(L.LightningModule):
+class SparseTask(BufferedTrainMetrics, L.LightningModule):
     """Base of the supervised tasks; see the module docstring for what a subclass overrides.
 
     Expects in ``self.hparams``: ``optimizer`` (``"sgd"``, ``"adam"`` or ``"adamw"``), ``lr``,
@@ -166,9 +145,7 @@ class SparseTask(L.LightningModule):
         # whose metric objects were handed to `self.log` in the running epoch.
         self.loss_means = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in ("train", "val", "test")})
         self._logged_stages: set[str] = set()
-        # (logits, targets) of training batches not yet handed to the training metrics
-        self._metric_buffer: list[tuple[Tensor, Tensor]] = []
-        self._metric_buffered = 0
+        self._reset_metric_buffer()
 
     def check_training_args(
         self, num_classes: int, optimizer: str, scheduler: str, lr: float, momentum: float,
@@ -326,47 +303,9 @@ class SparseTask(L.LightningModule):
             self._log_epoch_metric(stage, name, metric, first, prog_bar=stage == "val" and name in self.prog_bar_metrics)
         self._logged_stages.add(stage)
 
-    def _buffer_metric_update(self, logits: Tensor, y: Tensor) -> None:
-        """Queue a training batch for the training metrics, which get one ``update`` per
-        ``METRIC_BUFFER_ELEMENTS`` buffered logits and at the epoch's last batch: a torchmetrics
-        update costs about a dozen small ops whatever the batch size, and the metrics' states
-        (counts, sums) come out the same from one update on the concatenated batches."""
-        if self._metric_buffer:
-            last_logits, last_y = self._metric_buffer[-1]
-            if (logits.shape[1:] != last_logits.shape[1:] or y.shape[1:] != last_y.shape[1:]
-                    or logits.dtype != last_logits.dtype or logits.device != last_logits.device):
-                self.flush_train_metrics()  # batches that do not concatenate
-        self._metric_buffer.append((logits, y))
-        self._metric_buffered += logits.numel()
-        if self._metric_buffered >= METRIC_BUFFER_ELEMENTS:
-            self.flush_train_metrics()
-
-    def flush_train_metrics(self) -> None:
-        """Hand the buffered training batches to the training metrics (one ``update``)."""
-        buffer, self._metric_buffer, self._metric_buffered = self._metric_buffer, [], 0
-        if not buffer:
-            return
-        logits = buffer[0][0] if len(buffer) == 1 else torch.cat([b[0] for b in buffer])
-        y = buffer[0][1] if len(buffer) == 1 else torch.cat([b[1] for b in buffer])
-        for metric in self.stage_metrics("train").values():
-            metric.update(logits, y)
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        trainer = self._trainer
-        # the epoch ends after this batch: its metric values must be complete before Lightning's
-        # epoch end (callbacks read `trainer.callback_metrics` there)
-        if trainer is None or (
-            trainer.is_last_batch or trainer.should_stop
-            or (trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps)
-        ):
-            self.flush_train_metrics()
-
-    def on_train_epoch_end(self) -> None:
-        self.flush_train_metrics()
-
     def on_train_epoch_start(self) -> None:
         self._logged_stages.discard("train")
-        self._metric_buffer, self._metric_buffered = [], 0
+        self._reset_metric_buffer()
 
     def on_validation_epoch_start(self) -> None:
         self._logged_stages.discard("val")

@@ -199,9 +199,9 @@ def test_buffered_training_metrics_equal_per_sample_accuracy(tmp_path, monkeypat
     """The training metrics get their update in chunks (here every 3 batches of 4 samples x 4
     logits) and at the epoch's last batch; the epoch accuracy a callback reads at epoch end is the
     accuracy over every sample the epoch trained on."""
-    import lightning_sparse.tasks.base as base
+    import lightning_sparse.tasks._bookkeeping as bookkeeping
 
-    monkeypatch.setattr(base, "METRIC_BUFFER_ELEMENTS", 48)
+    monkeypatch.setattr(bookkeeping, "METRIC_BUFFER_ELEMENTS", 48)
     updates, seen = [], []
 
     class _Count(ImageClassifier):
