@@ -1,8 +1,9 @@
-"""The autograd Function behind :class:`~lightning_sparse.nn.SparseLinear`.
+"""The Python autograd Function behind :class:`~lightning_sparse.nn.SparseLinear`.
 
 Forward ``y = x W^T + b`` and backward (input gradient through the CSR of ``W^T``, weight gradient
-only at the non-zeros) with the CPU kernels of :mod:`lightning_sparse.nn.kernels` or torch's
-sparse ops.
+only at the non-zeros) with the numba kernels of :mod:`lightning_sparse.nn.kernels` or torch's
+sparse ops. With the C++ kernels the layer runs the same forward and backward as one C++
+autograd op instead (``kernels.sparse_linear``); this Function computes the same with them too.
 """
 
 from __future__ import annotations
