@@ -216,19 +216,23 @@ class BatchNormalize(BatchTransform):
         if not self.feature_major or x.ndim < 2:
             return torch.mul(x, cached[0]).add_(cached[1])
         # transpose the integers, then convert: (C, rest, N) contiguous, seen as (N, C, ...)
-        n, c = x.shape[0], x.shape[1]
-        xt = _transposed(x.reshape(n, -1)).view(c, -1, n)
-        out = torch.mul(xt, cached[0].view(-1, 1, 1)).add_(cached[1].view(-1, 1, 1))
-        return out.view(*x.shape[1:], n).permute(x.ndim - 1, *range(x.ndim - 1))
+        xt = _batch_last(x)  # (C, ..., N)
+        affine = (-1,) + (1,) * (x.ndim - 1)  # per channel, the leading dimension now
+        return _batch_first_view(torch.mul(xt, cached[0].view(affine)).add_(cached[1].view(affine)))
 
 
-def _transposed(x2d: torch.Tensor) -> torch.Tensor:
-    """``x2d.t().contiguous()`` (the truly sparse layers' blocked transpose when built)."""
+def _batch_last(x: torch.Tensor) -> torch.Tensor:
+    """``(N, *rest)`` -> ``(*rest, N)`` contiguous (the truly sparse layers' blocked transpose on
+    CPU, ``t().contiguous()`` elsewhere)."""
     from lightning_sparse.nn import kernels
 
-    if x2d.device.type == "cpu" and kernels.AVAILABLE:
-        return kernels.feature_major(x2d)
-    return x2d.t().contiguous()
+    n = x.shape[0]
+    return kernels.feature_major(x.reshape(n, -1)).view(*x.shape[1:], n)
+
+
+def _batch_first_view(t: torch.Tensor) -> torch.Tensor:
+    """``(*rest, N)`` contiguous seen as ``(N, *rest)``: the batch index fastest in memory."""
+    return t.permute(t.ndim - 1, *range(t.ndim - 1))
 
 
 def feature_major_batch(x: torch.Tensor) -> torch.Tensor:
@@ -245,8 +249,7 @@ def feature_major_batch(x: torch.Tensor) -> torch.Tensor:
     """
     if x.ndim < 2:
         return x
-    n = x.shape[0]
-    return _transposed(x.reshape(n, -1)).view(*x.shape[1:], n).permute(x.ndim - 1, *range(x.ndim - 1))
+    return _batch_first_view(_batch_last(x))
 
 
 class BatchFeatureMajor(BatchTransform):
